@@ -1,0 +1,1 @@
+//! Resetting the root before it is mounted: ZFS, BTRFS and tmpfs (issue 4; nothing here yet).

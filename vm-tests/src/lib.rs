@@ -1,0 +1,1 @@
+//! The QEMU boot harness and its scenarios (issue 3; nothing here yet).
