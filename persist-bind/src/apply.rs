@@ -83,7 +83,7 @@ pub fn apply(plan: &Plan, root: &Root, utab: &UtabTarget) -> Report {
     if !pending.is_empty() {
         let mountinfo = std::fs::read_to_string(&utab.mountinfo).unwrap_or_default();
         for p in &mut pending {
-            p.fs_root = utab::mount_root(&mountinfo, p.id);
+            p.fs = utab::mount_info(&mountinfo, p.id);
         }
         if let Err(e) = utab::append(&utab.utab, &pending) {
             utab_error = Some(format!("{}: {e}", utab.utab.display()));
@@ -105,9 +105,9 @@ fn run(steps: &[Step], root: &Root, utab: &mut Vec<UtabEntry>) -> Result<(), FsE
                 if !options.is_empty() {
                     utab.push(UtabEntry {
                         id,
-                        source: source.clone(),
+                        bind_source: source.clone(),
                         target: target.clone(),
-                        fs_root: None,
+                        fs: None,
                         options: options.clone(),
                     });
                 }

@@ -5,30 +5,40 @@ use std::path::Path;
 
 use crate::path::RootPath;
 
-/// One utab line for a bind mount, as libmount writes it. Paths are the
-/// ones seen after switch_root; `id` is the mount id, which survives it.
+/// One utab line for a bind mount, as `mount --bind -o x-gvfs-hide`
+/// writes it. libmount pairs it with the kernel's mount by TARGET and
+/// ROOT, so TARGET is the path seen after switch_root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UtabEntry {
+    /// The mount id, which survives switch_root (libmount 2.39+ reads it).
     pub id: u64,
-    pub source: RootPath,
+    /// The bind source, as seen after switch_root.
+    pub bind_source: RootPath,
     pub target: RootPath,
-    /// The mount's root within its file system (mountinfo field 4).
-    pub fs_root: Option<String>,
+    /// The file system's source and the mount's root within it.
+    pub fs: Option<MountInfo>,
     pub options: Vec<&'static str>,
+}
+
+/// What mountinfo says of one mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub root: String,
+    pub source: String,
 }
 
 impl UtabEntry {
     pub fn line(&self) -> String {
-        let mut s = format!(
-            "ID={} SRC={} TARGET={}",
-            self.id,
-            mangle(self.source.as_str()),
-            mangle(self.target.as_str())
-        );
-        if let Some(r) = &self.fs_root {
-            s.push_str(&format!(" ROOT={}", mangle(r)));
+        let mut s = format!("ID={}", self.id);
+        if let Some(fs) = &self.fs {
+            s.push_str(&format!(" SRC={}", mangle(&fs.source)));
         }
-        s.push_str(&format!(" OPTS={}\n", self.options.join(",")));
+        s.push_str(&format!(" TARGET={}", mangle(self.target.as_str())));
+        if let Some(fs) = &self.fs {
+            s.push_str(&format!(" ROOT={}", mangle(&fs.root)));
+        }
+        let opts = self.options.join(",");
+        s.push_str(&format!(" BINDSRC={} OPTS={opts}\n", mangle(self.bind_source.as_str())));
         s
     }
 }
@@ -65,12 +75,16 @@ pub fn append(path: &Path, entries: &[UtabEntry]) -> io::Result<()> {
     f.sync_data()
 }
 
-/// The root (field 4) of mount `id` in a mountinfo text.
-pub fn mount_root(mountinfo: &str, id: u64) -> Option<String> {
+/// The root and source of mount `id` in a mountinfo text.
+pub fn mount_info(mountinfo: &str, id: u64) -> Option<MountInfo> {
     mountinfo.lines().find_map(|l| {
-        let mut f = l.split(' ');
-        (f.next()?.parse::<u64>().ok()? == id).then(|| ())?;
-        f.nth(2).map(unmangle)
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.first()?.parse::<u64>().ok()? != id {
+            return None;
+        }
+        // id parent dev root mountpoint options [optional...] - fstype source superopts
+        let dash = f.iter().position(|x| *x == "-")?;
+        Some(MountInfo { root: unmangle(f.get(3)?), source: unmangle(f.get(dash + 2)?) })
     })
 }
 
@@ -79,7 +93,7 @@ fn unmangle(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -98,22 +112,24 @@ mod tests {
     fn line_is_libmount_format_with_escapes() {
         let e = UtabEntry {
             id: 42,
-            source: RootPath::parse("/persist/My Docs").unwrap(),
+            bind_source: RootPath::parse("/persist/My Docs").unwrap(),
             target: RootPath::parse("/home/a/My Docs").unwrap(),
-            fs_root: Some("/My Docs".into()),
+            fs: Some(MountInfo { root: "/My Docs".into(), source: "/dev/sda2".into() }),
             options: vec!["x-gvfs-hide", "x-gvfs-trash"],
         };
         assert_eq!(
             e.line(),
-            "ID=42 SRC=/persist/My\\040Docs TARGET=/home/a/My\\040Docs ROOT=/My\\040Docs OPTS=x-gvfs-hide,x-gvfs-trash\n"
+            "ID=42 SRC=/dev/sda2 TARGET=/home/a/My\\040Docs ROOT=/My\\040Docs BINDSRC=/persist/My\\040Docs OPTS=x-gvfs-hide,x-gvfs-trash\n"
         );
     }
 
     #[test]
-    fn finds_the_root_of_a_mount_id() {
-        let mi =
-            "22 1 0:21 / / rw - tmpfs tmpfs rw\n97 22 0:21 /persist/etc\\040x /etc rw - tmpfs tmpfs rw\n";
-        assert_eq!(mount_root(mi, 97).as_deref(), Some("/persist/etc x"));
-        assert_eq!(mount_root(mi, 5), None);
+    fn finds_the_root_and_source_of_a_mount_id() {
+        let mi = "22 1 0:21 / / rw - tmpfs tmpfs rw\n\
+                  97 22 0:21 /persist/etc\\040x /etc rw shared:5 - btrfs /dev/vda2 rw\n";
+        let want = MountInfo { root: "/persist/etc x".into(), source: "/dev/vda2".into() };
+        assert_eq!(mount_info(mi, 97), Some(want));
+        assert_eq!(mount_info(mi, 5), None);
+        assert_eq!(mount_info("97 truncated", 97), None);
     }
 }

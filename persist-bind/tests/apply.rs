@@ -158,12 +158,12 @@ fn a_second_apply_changes_nothing() {
         let first = t.run(&json, &[]);
         assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
         let before = t.snapshot();
-        let utab = std::fs::read_to_string(&t.utab).unwrap();
+        let utab = std::fs::read_to_string(&*t.utab.borrow()).unwrap();
         let second = t.run(&json, &[]);
         assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
         assert!(stderr(&second).contains("0 changed, 5 already in place"), "{}", stderr(&second));
         assert_eq!(t.snapshot(), before);
-        assert_eq!(std::fs::read_to_string(&t.utab).unwrap(), utab);
+        assert_eq!(std::fs::read_to_string(&*t.utab.borrow()).unwrap(), utab);
         let plan = t.run(&json, &["--dry-run"]);
         assert!(stdout(&plan).contains("# 5 entries, 0 steps, 0 errors"), "{}", stdout(&plan));
         let check = t.run(&json, &["check"]);
@@ -313,7 +313,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         let o = t.run(&json, &["--dry-run"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(t.snapshot(), before, "dry run changed the tree or the mount table");
-        assert!(!t.utab.exists());
+        assert!(!t.utab.borrow().exists());
         let plan = stdout(&o);
         for line in [
             "mkdir    /persist/var/log root:root (0:0) 0755",
@@ -352,20 +352,27 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 }
 
 #[test]
-fn hide_mounts_are_recorded_for_libmount() {
-    in_namespace("hide_mounts_are_recorded_for_libmount", |t| {
+fn hide_mounts_reach_libmount_after_switch_root() {
+    in_namespace("hide_mounts_reach_libmount_after_switch_root", |t| {
         persist(t);
         let json = config(
             r#"{"hideMounts": true, "directories": ["/var/log", {"directory": "/srv", "hideMount": false}]}"#,
         );
+        t.utab_at("/run/mount/utab");
         let o = t.run(&json, &[]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let utab = std::fs::read_to_string(&t.utab).unwrap();
         let id = t.mount_ids()["/var/log"];
         assert_eq!(
-            utab,
-            format!("ID={id} SRC=/persist/var/log TARGET=/var/log ROOT=/persist/var/log OPTS=x-gvfs-hide\n")
+            t.read("/run/mount/utab"),
+            format!(
+                "ID={id} SRC=tmpfs TARGET=/var/log ROOT=/persist/var/log BINDSRC=/persist/var/log OPTS=x-gvfs-hide\n"
+            )
         );
+        // The oracle: util-linux's findmnt, run inside the root as it is
+        // after switch_root, merges the option into the mount it belongs to.
+        let out = t.after_switch_root("findmnt --mtab -n -o TARGET,OPTIONS --target /var/log; findmnt --mtab -n -o TARGET,OPTIONS --target /srv");
+        assert!(out.contains("/var/log") && out.lines().next().unwrap().contains("x-gvfs-hide"), "{out}");
+        assert!(!out.lines().nth(1).unwrap().contains("x-gvfs-hide"), "{out}");
     });
 }
 

@@ -48,7 +48,7 @@ pub struct Tree {
     pub base: PathBuf,
     pub root: PathBuf,
     pub outside: PathBuf,
-    pub utab: PathBuf,
+    pub utab: std::cell::RefCell<PathBuf>,
 }
 
 impl Tree {
@@ -69,7 +69,7 @@ impl Tree {
             .status()
             .unwrap();
         assert!(st.success(), "mount tmpfs root");
-        Tree { utab: base.join("run/utab"), base, root, outside }
+        Tree { utab: base.join("run/utab").into(), base, root, outside }
     }
 
     /// Host path of `p` (absolute, as seen after switch_root).
@@ -120,9 +120,31 @@ impl Tree {
             .arg("--config")
             .arg(cfg)
             .arg("--utab")
-            .arg(&self.utab)
+            .arg(&*self.utab.borrow())
             .output()
             .unwrap()
+    }
+
+    /// Records mount options at `p` inside the root instead of beside it.
+    pub fn utab_at(&self, p: &str) {
+        *self.utab.borrow_mut() = self.p(p);
+    }
+
+    /// Runs `script` with the root as `/`, as after switch_root (the host's
+    /// programs bound in read-only), in a nested mount namespace.
+    pub fn after_switch_root(&self, script: &str) -> String {
+        let r = self.root.display();
+        let setup = format!(
+            "set -e; cd {r}; mkdir -p proc etc .old usr; for d in usr bin sbin lib lib64; do \
+             if [ -L /$d ]; then ln -sfn \"$(readlink /$d)\" $d; elif [ -d /$d ]; then mkdir -p $d; mount --rbind -o ro /$d $d; fi; done; \
+             mount -t proc proc proc; ln -sfn /proc/self/mounts etc/mtab; pivot_root . .old; umount -l /.old; {script}"
+        );
+        let o = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &setup])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     pub fn read(&self, p: &str) -> String {
