@@ -630,22 +630,15 @@ impl Flatten {
         let storages = std::mem::take(&mut self.storages);
         let mut clashes = Vec::new();
         for e in &self.entries {
-            for (s, _) in &storages {
-                if e.target.starts_with(s) || s.starts_with(&e.target) || e.storage.starts_with(&e.target) {
-                    clashes.push((
-                        e.origin.clone(),
-                        format!("{} overlaps the persistent storage path {s}", e.target),
-                    ));
-                }
-            }
-            if e.target.starts_with(&e.storage) || e.storage.starts_with(&e.target) {
+            let all = storages.iter().map(|(s, _)| s).chain(std::iter::once(&e.storage));
+            let hit = all.into_iter().find(|s| e.target.starts_with(s) || s.starts_with(&e.target));
+            if let Some(s) = hit {
                 clashes.push((
                     e.origin.clone(),
-                    format!("{} overlaps its persistent storage path {}", e.target, e.storage),
+                    format!("{} overlaps the persistent storage path {s}", e.target),
                 ));
             }
         }
-        clashes.dedup();
         for (at, m) in clashes {
             self.err(at, m);
         }
@@ -683,4 +676,121 @@ fn check_name(n: &str) -> Result<(), String> {
         return Err(format!("{n:?} is not a valid user or group name"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(json: &str) -> Result<Vec<Entry>, ConfigErrors> {
+        Document::entries_from_slice(json.as_bytes()).map(|(_, e)| e)
+    }
+
+    fn errors(json: &str) -> Vec<String> {
+        entries(json).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn strings_get_impermanence_defaults() {
+        let e = entries(r#"{"version": 1, "persistence": {"/persist": {"directories": ["var/log"], "files": ["/etc/machine-id"]}}}"#)
+            .unwrap();
+        assert_eq!(e.len(), 2);
+        let root = Perms { user: "root".into(), group: Group::Named("root".into()), mode: Mode::DEFAULT_DIR };
+        assert_eq!(e[0].target.as_str(), "/etc/machine-id");
+        assert_eq!(e[0].kind, EntryKind::File { method: FileMethod::Auto });
+        assert_eq!(e[1].target.as_str(), "/var/log");
+        assert_eq!(e[1].kind, EntryKind::Directory { hide: false, trash: false });
+        assert_eq!((&e[1].perms, &e[1].parent_perms, &e[1].home), (&root, &root, &None));
+        assert_eq!(e[1].storage.as_str(), "/persist");
+    }
+
+    #[test]
+    fn users_entries_are_relative_to_the_home_and_owned_by_the_user() {
+        let e = entries(
+            r#"{"version": 1, "persistence": {"/persist": {"users": {
+                "alice": {"directories": [".ssh"]},
+                "bob": {"home": "/srv/bob", "group": "staff", "files": ["/.profile"]}}}}}"#,
+        )
+        .unwrap();
+        let alice = e.iter().find(|e| e.target.as_str() == "/home/alice/.ssh").unwrap();
+        assert_eq!(alice.perms.user, "alice");
+        assert_eq!(alice.perms.group, Group::PrimaryOf("alice".into()));
+        assert_eq!(alice.home.as_ref().unwrap().path.as_str(), "/home/alice");
+        let bob = e.iter().find(|e| e.target.as_str() == "/srv/bob/.profile").unwrap();
+        assert_eq!(bob.perms.group, Group::Named("staff".into()));
+    }
+
+    #[test]
+    fn the_evaluated_impermanence_form_is_accepted_and_checked() {
+        // What builtins.toJSON of an evaluated environment.persistence holds.
+        let evaluated = r#"{"version": 1, "persistence": {"/persist": {
+            "enable": true, "enableDebugging": false, "enableWarnings": true, "hideMounts": false,
+            "allowTrash": false, "persistentStoragePath": "/persist", "assertions": [], "users": {},
+            "directories": [{"allowTrash": false, "assertions": [], "defaultPerms": {"group": "root", "mode": "0755", "user": "root"},
+                "dirPath": "/var/lib/colord", "directory": "/var/lib/colord", "enableDebugging": false, "group": "colord",
+                "hideMount": true, "home": null, "mode": "u=rwx,g=rx,o=", "persistentStoragePath": "/persist", "user": "colord"}],
+            "files": [{"assertions": [], "enableDebugging": false, "file": "/etc/machine-id", "filePath": "/etc/machine-id",
+                "home": null, "method": "auto", "persistentStoragePath": "/persist",
+                "parentDirectory": {"allowTrash": false, "assertions": [], "defaultPerms": {"group": "root", "mode": "0755", "user": "root"},
+                  "dirPath": "/etc", "directory": "/etc", "enableDebugging": false, "group": "root", "hideMount": false,
+                  "home": null, "mode": "0755", "persistentStoragePath": "/persist", "user": "root"}}]}}}"#;
+        let e = entries(evaluated).unwrap();
+        let colord = e.iter().find(|e| e.target.as_str() == "/var/lib/colord").unwrap();
+        assert_eq!(colord.kind, EntryKind::Directory { hide: true, trash: false });
+        assert_eq!(colord.perms.mode.bits(), 0o750);
+        let wrong = evaluated.replace(r#""dirPath": "/var/lib/colord""#, r#""dirPath": "/var/lib/other""#);
+        assert_eq!(
+            errors(&wrong),
+            [
+                "persistence./persist.directories[0].dirPath: /var/lib/other does not match the entry's path /var/lib/colord"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_json_path() {
+        let e = errors(
+            r#"{"version": 1, "uids": {"a:b": 1}, "persistence": {
+                "relative": {"directories": ["/x"]},
+                "/p": {"directories": ["/", "/p/inside", {"directory": "/o", "user": ""}], "files": ["/etc/a", "/etc/a"],
+                       "users": {"u": {"home": "/", "directories": ["d"]}}}}}"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "uids.a:b: \"a:b\" is not a valid user or group name",
+                "persistence./p.directories[0]: cannot persist / itself",
+                "persistence./p.directories[2].user: expected a user or group name, got an empty string",
+                "persistence./p.users.u.home: a home of / cannot hold persisted entries",
+                "persistence.relative.(name): the persistent storage path must be absolute, got \"relative\"",
+                "persistence./p.directories[1]: /p/inside overlaps the persistent storage path /p",
+                "persistence./p.files[1]: /etc/a is already persisted by persistence./p.files[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_path_and_position() {
+        let e =
+            errors(r#"{"version": 1, "persistence": {"/p": {"files": [{"file": "/a", "method": "copy"}]}}}"#);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("persistence./p.files[0].method: unknown variant `copy`"), "{e:?}");
+        assert!(e[0].ends_with("expected `auto` or `symlink` at line 1 column 79"), "{e:?}");
+        assert_eq!(
+            errors(r#"{"persistence": {}}"#)[0],
+            "(document): missing field `version` at line 1 column 19"
+        );
+        assert!(errors(r#"{"version": 1} trailing"#)[0].starts_with("(document): trailing characters"));
+    }
+
+    #[test]
+    fn disabled_locations_and_other_sections_are_ignored() {
+        let e = entries(
+            r#"{"version": 1, "luks": {"devices": {}}, "rollback": {"zfs": {}},
+                          "persistence": {"/p": {"enable": false, "directories": ["/x"]}}}"#,
+        )
+        .unwrap();
+        assert!(e.is_empty());
+        assert_eq!(errors(r#"{"version": 1, "bogus": 1}"#).len(), 1);
+    }
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The main job until the VM demo exists: build lethe (static musl, release)
+# and show persist-bind on the example config against a throwaway root, in a
+# private mount namespace so nothing touches this machine's mounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (it mounts a throwaway root in a private namespace)" >&2; exit 1; }
+
+if [ -z "${LETHE_DEMO_NS:-}" ]; then
+  bash scripts/install-deps.sh
+  export PATH="$HOME/.cargo/bin:$PATH"
+  cargo build --release --locked --target x86_64-unknown-linux-musl --workspace
+  exec env LETHE_DEMO_NS=1 unshare -m --propagation private bash "$0" "$@"
+fi
+
+bin="$PWD/target/x86_64-unknown-linux-musl/release"
+config="$PWD/persist-bind/examples/config.json"
+pb() { "$bin/persist-bind" --root "$root" --config "$config" --utab "$root/run/mount/utab" "$@"; }
+step() { printf '\n\033[1m$ persist-bind %s\033[0m\n' "$*"; }
+
+echo "static binaries:"
+for b in persist-bind initrd-tool; do printf '  %-13s %7d bytes\n' "$b" "$(stat -c %s "$bin/$b")"; done
+
+# A throwaway machine: a tmpfs root (as after a reset) with a persistent
+# volume holding last boot's state.
+base=$(mktemp -d /tmp/lethe-demo.XXXXXX)
+trap 'umount -R "$base" 2>/dev/null; rmdir "$base" 2>/dev/null || true' EXIT
+mount -t tmpfs -o mode=0755 demo-root "$base"
+root="$base"
+mkdir -p "$root/persist" "$root/run"
+mount -t tmpfs -o mode=0755 demo-persist "$root/persist"
+mkdir -p "$root/persist/etc/ssh" "$root/persist/var/log"
+echo "ssh-ed25519 host key (persisted last boot)" > "$root/persist/etc/ssh/ssh_host_ed25519_key"
+echo "boot log from the last boot" > "$root/persist/var/log/messages"
+
+echo; echo "config: $config"
+step --dry-run
+pb --dry-run
+step "(apply)"
+pb
+step check
+pb check
+echo; echo "mounts below the root (/proc/self/mountinfo):"
+awk -v r="$root" '$5 ~ "^"r"/" {sub(r, "", $5); printf "  %-40s <- %s:%s\n", $5, $(NF-1), $4}' /proc/self/mountinfo
+echo; echo "persisted state seen on the root:"
+echo "  /etc/ssh/ssh_host_ed25519_key: $(cat "$root/etc/ssh/ssh_host_ed25519_key")"
+echo "  /var/log/messages: $(cat "$root/var/log/messages")"
+echo "  /etc/machine-id: $(cat "$root/etc/machine-id" | tr -d '\n') (systemd commits the generated id to /persist)"
+echo "  /home/alice/.screenrc -> $(readlink "$root/home/alice/.screenrc")"
+step "(apply again: idempotent)"
+pb
+echo "something the next boot would erase" > "$root/etc/adjtime"
+step audit
+pb audit

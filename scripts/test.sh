@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as root: formatting and lints, unit tests, the root
+# integration tests (real mounts in private namespaces), a static musl build,
+# a short run of every fuzz target, and the benchmarks (figures printed).
+# With CI=true a missing capability fails instead of being skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test: run as root (the tests mount file systems in private namespaces)" >&2; exit 1; }
+bash scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CI="${CI:-false}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+section() { printf '\n==> %s\n' "$*"; }
+
+section "format and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+section "tests (unit and root integration)"
+cargo test --locked --workspace 2>&1 | tee "$log"
+
+section "static build (x86_64-unknown-linux-musl, release)"
+cargo build --locked --release --target x86_64-unknown-linux-musl --workspace
+for b in persist-bind initrd-tool; do
+  f=target/x86_64-unknown-linux-musl/release/$b
+  # A static binary has no interpreter: ldd says so.
+  if ldd "$f" >/dev/null 2>&1; then echo "$b is dynamically linked" >&2; exit 1; fi
+  printf '  %-13s %8d bytes, static\n' "$b" "$(stat -c %s "$f")"
+done
+
+section "fuzz (${FUZZ_SECONDS:-30} s per target)"
+bash scripts/fuzz.sh
+
+section "benchmarks"
+cargo bench --locked -p persist-bind --bench apply -- --quick
+
+passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep '^test result' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+echo
+echo "tests: $passed passed, $failed failed"
