@@ -147,8 +147,16 @@ impl Plan {
 
 /// Plans every entry (already validated and ordered by the config).
 pub fn plan(entries: &[Entry], ids: &Ids, view: &dyn View) -> Plan {
-    let mut p =
-        Planner { view, ids, binds: Vec::new(), overlay: HashMap::new(), undo: Vec::new(), fake_ino: 0 };
+    let mut p = Planner {
+        view,
+        ids,
+        binds: Vec::new(),
+        bound: HashMap::new(),
+        overlay: HashMap::new(),
+        seen: Default::default(),
+        undo: Vec::new(),
+        fake_ino: 0,
+    };
     let entries = entries
         .iter()
         .map(|e| {
@@ -185,24 +193,37 @@ const PLANNED_DEV: u64 = u64::MAX;
 struct Planner<'a> {
     view: &'a dyn View,
     ids: &'a Ids,
-    /// Planned bind mounts (target, source), in order.
+    /// Planned bind mounts (target, source), in order, and indexed by target.
     binds: Vec<(RootPath, RootPath)>,
+    bound: HashMap<RootPath, RootPath>,
     /// Planned state by physical path (after following planned binds).
     overlay: HashMap<RootPath, Meta>,
+    /// What the view said of each path read so far.
+    seen: std::cell::RefCell<HashMap<RootPath, Option<Meta>>>,
     /// Overlay values before the current entry changed them.
     undo: Vec<(RootPath, Option<Meta>)>,
     fake_ino: u64,
 }
 
 impl Planner<'_> {
-    /// Where `p` really lives once the planned binds are mounted.
+    /// Where `p` really lives once the planned binds are mounted: the
+    /// deepest bound ancestor (or `p` itself) is replaced by its source.
     fn physical(&self, p: &RootPath) -> RootPath {
         let mut p = p.clone();
         // Sources never lie under targets (the config refuses overlaps), so
-        // this settles quickly; the bound keeps it finite regardless.
+        // this settles at once; the bound keeps it finite regardless.
         for _ in 0..=self.binds.len() {
-            let hit = self.binds.iter().filter(|(t, _)| p.starts_with(t)).max_by_key(|(t, _)| t.depth());
-            match hit.and_then(|(t, s)| p.rebase(t, s)) {
+            if self.bound.is_empty() {
+                break;
+            }
+            let mut at = Some(p.clone());
+            let hit = std::iter::from_fn(|| {
+                let cur = at.take()?;
+                at = cur.parent();
+                Some(cur)
+            })
+            .find_map(|a| self.bound.get(&a).map(|s| (a, s)));
+            match hit.and_then(|(t, s)| p.rebase(&t, s)) {
                 Some(q) if q != p => p = q,
                 _ => break,
             }
@@ -210,12 +231,24 @@ impl Planner<'_> {
         p
     }
 
+    fn push_bind(&mut self, target: RootPath, source: RootPath) {
+        self.bound.insert(target.clone(), source.clone());
+        self.binds.push((target, source));
+    }
+
     fn observe(&self, p: &RootPath) -> Result<Option<Meta>, FsError> {
         let q = self.physical(p);
-        match self.overlay.get(&q) {
-            Some(m) => Ok(Some(*m)),
-            None => self.view.lstat(&q),
+        if let Some(m) = self.overlay.get(&q) {
+            return Ok(Some(*m));
         }
+        // Entries share parents: read each path once. Planning never
+        // changes the tree, so what was read stays true.
+        if let Some(m) = self.seen.borrow().get(&q) {
+            return Ok(*m);
+        }
+        let m = self.view.lstat(&q)?;
+        self.seen.borrow_mut().insert(q, m);
+        Ok(m)
     }
 
     fn record(&mut self, p: &RootPath, m: Meta) {
@@ -225,7 +258,9 @@ impl Planner<'_> {
     }
 
     fn rollback(&mut self, binds: usize) {
-        self.binds.truncate(binds);
+        for (t, _) in self.binds.drain(binds..) {
+            self.bound.remove(&t);
+        }
         while let Some((q, old)) = self.undo.pop() {
             match old {
                 Some(m) => self.overlay.insert(q, m),
@@ -274,7 +309,7 @@ impl Planner<'_> {
                         options.push("x-gvfs-trash");
                     }
                     steps.push(Step::Bind { source: source.clone(), target: e.target.clone(), options });
-                    self.binds.push((e.target.clone(), source));
+                    self.push_bind(e.target.clone(), source);
                 }
                 Ok(())
             }
@@ -406,7 +441,7 @@ impl Planner<'_> {
                 self.record(target, m);
             }
             steps.push(Step::Bind { source: source.clone(), target: target.clone(), options: Vec::new() });
-            self.binds.push((target.clone(), source));
+            self.push_bind(target.clone(), source);
         } else {
             if let Some(t) = tgt {
                 // An empty file where a link belongs: impermanence's `ln -s`
