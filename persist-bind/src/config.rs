@@ -102,6 +102,11 @@ fn yes() -> bool {
     true
 }
 
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn nullable<'de, D: de::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// `users.<name>`: entries relative to the user's home.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,7 +135,7 @@ pub struct DirFields {
     #[serde(default)]
     pub user: Option<String>,
     /// `null` means the user's primary group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub group: Option<Option<String>>,
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -146,7 +151,7 @@ pub struct DirFields {
     /// impermanence's internal derived fields: checked, not trusted.
     #[serde(default)]
     pub dir_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub home: Option<Option<String>>,
     #[serde(default, rename = "enableDebugging")]
     _enable_debugging: Option<bool>,
@@ -184,7 +189,7 @@ pub struct FileFields {
     pub persistent_storage_path: Option<String>,
     #[serde(default)]
     pub file_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub home: Option<Option<String>>,
     #[serde(default, rename = "enableDebugging")]
     _enable_debugging: Option<bool>,
@@ -781,6 +786,24 @@ mod tests {
             "(document): missing field `version` at line 1 column 19"
         );
         assert!(errors(r#"{"version": 1} trailing"#)[0].starts_with("(document): trailing characters"));
+    }
+
+    #[test]
+    fn a_null_group_means_the_users_primary_group() {
+        let e = entries(
+            r#"{"version": 1, "persistence": {"/p": {"directories": [
+                {"directory": "/x", "user": "alice", "group": null}, {"directory": "/y", "user": "alice"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(e[0].perms.group, Group::PrimaryOf("alice".into()));
+        assert_eq!(e[1].perms.group, Group::Named("root".into()), "absent: the level's default");
+        let err = errors(
+            r#"{"version": 1, "persistence": {"/p": {"users": {"u": {"files": [{"file": "f", "home": null}]}}}}}"#,
+        );
+        assert_eq!(
+            err,
+            ["persistence./p.users.u.files[0].home: null does not match the entry's place (home of /home/u)"]
+        );
     }
 
     #[test]
