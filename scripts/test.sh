@@ -25,8 +25,8 @@ section "static build (x86_64-unknown-linux-musl, release)"
 cargo build --locked --release --target x86_64-unknown-linux-musl --workspace
 for b in persist-bind initrd-tool; do
   f=target/x86_64-unknown-linux-musl/release/$b
-  # A static binary has no interpreter: ldd says so.
-  if ldd "$f" >/dev/null 2>&1; then echo "$b is dynamically linked" >&2; exit 1; fi
+  # A static binary asks for no program interpreter (no ld.so, no libc.so).
+  if readelf -l "$f" | grep -q "program interpreter"; then echo "$b is dynamically linked" >&2; exit 1; fi
   printf '  %-13s %8d bytes, static\n' "$b" "$(stat -c %s "$f")"
 done
 
