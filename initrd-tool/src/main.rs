@@ -4,13 +4,21 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
+const USAGE: &str = "usage: initrd-tool APPLET [ARGS...]
+
+applets:
+  init            stage 1 as PID 1 of an initramfs (also run as /init)
+  persist-bind    bind-mount persisted state beneath a root
+  check-config    validate a lethe config file (exit 2 with JSON-path errors)
+  mkinitrd        build an initramfs around this binary";
+
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let argv0 =
         args.first().map(|a| Path::new(a).file_name().unwrap_or_default().to_owned()).unwrap_or_default();
     let applet = if argv0 == "initrd-tool" || argv0.is_empty() {
         if args.len() < 2 {
-            eprintln!("usage: initrd-tool APPLET [ARGS...]\napplets: persist-bind");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
         args.remove(0);
@@ -19,13 +27,43 @@ fn main() -> ExitCode {
         argv0
     };
     match applet.to_str() {
+        Some("init") => initrd_tool::init::main(),
         Some("persist-bind") => persist_bind::cli::main(args),
+        Some("check-config") => check_config(&args[1..]),
+        Some("mkinitrd") => initrd_tool::mkinitrd::main(args),
         Some("--help" | "-h" | "help") => {
-            println!("usage: initrd-tool APPLET [ARGS...]\napplets: persist-bind");
+            println!("{USAGE}");
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("initrd-tool: unknown applet {:?} (applets: persist-bind)", applet);
+            eprintln!("initrd-tool: unknown applet {applet:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `check-config FILE`: 0 valid, 2 invalid (every problem with its JSON path).
+fn check_config(args: &[OsString]) -> ExitCode {
+    let [file] = args else {
+        eprintln!("usage: initrd-tool check-config FILE");
+        return ExitCode::from(2);
+    };
+    if file == "--help" || file == "-h" {
+        println!(
+            "usage: initrd-tool check-config FILE\nExit 0 if FILE is a valid lethe config, else 2 with every problem and its JSON path."
+        );
+        return ExitCode::SUCCESS;
+    }
+    match initrd_tool::config::Config::load(Path::new(file)) {
+        Ok(_) => {
+            println!("{}: valid", Path::new(file).display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: invalid config:", Path::new(file).display());
+            for e in errors.0 {
+                eprintln!("  {e}");
+            }
             ExitCode::from(2)
         }
     }

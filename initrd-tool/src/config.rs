@@ -1,0 +1,332 @@
+//! The whole /etc/lethe/config.json as stage 1 reads it: `modules`, `root`, `mounts`, and the sections other crates own.
+//!
+//! persist-bind validates `persistence`, `uids` and `gids`; this module
+//! validates the rest and refuses sections this build cannot carry out
+//! (better a failed `nixos-rebuild` than a boot that skips the unlock).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use persist_bind::RootPath;
+use persist_bind::config::{ConfigError, ConfigErrors, Version};
+use persist_bind::mode::Mode;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::devspec::DeviceSpec;
+
+/// The config path inside the initramfs.
+pub const PATH: &str = "/etc/lethe/config.json";
+/// Largest config read.
+const LIMIT: u64 = 16 << 20;
+/// How long a device may take to appear unless the config says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: Version,
+    #[serde(default)]
+    pub modules: Modules,
+    #[serde(default)]
+    pub root: Option<Root>,
+    /// Needed-for-boot file systems below the root, by mount point.
+    #[serde(default)]
+    pub mounts: BTreeMap<String, Mount>,
+    // Owned by persist-bind, validated there.
+    #[serde(default, rename = "persistence")]
+    _persistence: Option<IgnoredAny>,
+    #[serde(default, rename = "uids")]
+    _uids: Option<IgnoredAny>,
+    #[serde(default, rename = "gids")]
+    _gids: Option<IgnoredAny>,
+    // Sections of later steps: refused until this build carries them out.
+    #[serde(default)]
+    luks: Option<IgnoredAny>,
+    #[serde(default)]
+    ssh: Option<IgnoredAny>,
+    #[serde(default)]
+    network: Option<IgnoredAny>,
+    #[serde(default)]
+    pools: Option<IgnoredAny>,
+    #[serde(default)]
+    rollback: Option<IgnoredAny>,
+}
+
+/// `modules`: kernel modules to load before devices are looked for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modules {
+    /// Loaded by name (with their dependencies), in order.
+    #[serde(default)]
+    pub load: Vec<String>,
+    /// Also load what the devices found under /sys ask for (their modaliases).
+    #[serde(default = "yes")]
+    pub coldplug: bool,
+}
+
+impl Default for Modules {
+    fn default() -> Self {
+        Modules { load: Vec::new(), coldplug: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `root`: what is mounted at /sysroot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Root {
+    pub fs_type: String,
+    /// Absent for tmpfs.
+    #[serde(default)]
+    pub device: Option<DeviceSpec>,
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// tmpfs size (`2G`, `50%`).
+    #[serde(default)]
+    pub size: Option<String>,
+    /// tmpfs root mode; 0755 (a 1777 root breaks sshd).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Seconds to wait for the device.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
+
+/// A `mounts` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mount {
+    pub fs_type: String,
+    #[serde(default)]
+    pub device: Option<DeviceSpec>,
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
+
+/// A mount of the validated config, in mount order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub mount_point: RootPath,
+    pub fs_type: String,
+    pub device: Option<DeviceSpec>,
+    pub options: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Parses and validates a document, persist-bind's sections included.
+    pub fn from_slice(bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let cfg: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { "(document)".to_owned() } else { path };
+            ConfigErrors(vec![ConfigError { path, message: e.into_inner().to_string() }])
+        })?;
+        de.end().map_err(|e| ConfigErrors(vec![err("(document)", e.to_string())]))?;
+        let mut errors = cfg.validate();
+        if let Err(ConfigErrors(mut e)) = persist_bind::Document::entries_from_slice(bytes) {
+            errors.append(&mut e);
+        }
+        if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// Reads `path` (at most 16 MiB) and validates it.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
+            .map_err(|e| ConfigErrors(vec![err("(file)", format!("cannot read {}: {e}", path.display()))]))?;
+        if bytes.len() as u64 > LIMIT {
+            return Err(ConfigErrors(vec![err(
+                "(file)",
+                format!("{} is larger than {LIMIT} bytes", path.display()),
+            )]));
+        }
+        Config::from_slice(&bytes)
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (name, present) in [
+            ("luks", self.luks.is_some()),
+            ("ssh", self.ssh.is_some()),
+            ("network", self.network.is_some()),
+            ("pools", self.pools.is_some()),
+            ("rollback", self.rollback.is_some()),
+        ] {
+            if present {
+                errors.push(err(name, "this section is not supported by this build of lethe yet"));
+            }
+        }
+        for (i, m) in self.modules.load.iter().enumerate() {
+            if m.is_empty() || m.contains(['/', '\0']) || m.chars().any(char::is_whitespace) {
+                errors.push(err(&format!("modules.load[{i}]"), format!("{m:?} is not a module name")));
+            }
+        }
+        if let Some(r) = &self.root {
+            check_fs(&mut errors, "root", &r.fs_type, r.device.as_ref(), &r.options);
+            if r.fs_type != "tmpfs" && (r.size.is_some() || r.mode.is_some()) {
+                errors.push(err("root", "size and mode apply to a tmpfs root only"));
+            }
+            if let Some(s) = &r.size
+                && !valid_size(s)
+            {
+                errors.push(err("root.size", format!("expected a size like \"2G\" or \"50%\", got {s:?}")));
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (mp, m) in &self.mounts {
+            let at = format!("mounts.{mp}");
+            match RootPath::parse(mp) {
+                Ok(p) if !mp.starts_with('/') => {
+                    errors.push(err(&at, format!("expected an absolute mount point, got {mp:?} ({p}?)")))
+                }
+                Ok(p) if p.is_root() => {
+                    errors.push(err(&at, "the root is configured in `root`, not in `mounts`"))
+                }
+                Ok(p) => {
+                    if let Some(first) = seen.insert(p.clone(), at.clone()) {
+                        errors.push(err(&at, format!("{p} is mounted by {first} already")));
+                    }
+                }
+                Err(e) => errors.push(err(&at, format!("not a usable mount point: {e}"))),
+            }
+            check_fs(&mut errors, &at, &m.fs_type, m.device.as_ref(), &m.options);
+        }
+        errors
+    }
+
+    /// The mounts below the root, parents first.
+    pub fn mount_plan(&self) -> Vec<MountPlan> {
+        let mut v: Vec<MountPlan> = self
+            .mounts
+            .iter()
+            .filter_map(|(mp, m)| {
+                Some(MountPlan {
+                    mount_point: RootPath::parse(mp).ok()?,
+                    fs_type: m.fs_type.clone(),
+                    device: m.device.clone(),
+                    options: m.options.clone(),
+                    timeout: m.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.mount_point.tree_cmp(&b.mount_point));
+        v
+    }
+
+    /// File-system types the config mounts (for the module closure).
+    pub fn fs_types(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .root
+            .iter()
+            .map(|r| r.fs_type.clone())
+            .chain(self.mounts.values().map(|m| m.fs_type.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// File systems that need no device.
+pub fn is_virtual(fs_type: &str) -> bool {
+    matches!(fs_type, "tmpfs" | "ramfs" | "proc" | "sysfs" | "devtmpfs")
+}
+
+fn check_fs(
+    errors: &mut Vec<ConfigError>,
+    at: &str,
+    fs: &str,
+    device: Option<&DeviceSpec>,
+    options: &[String],
+) {
+    if fs.is_empty() || !fs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+        errors.push(err(&format!("{at}.fsType"), format!("{fs:?} is not a file-system type")));
+    }
+    match (is_virtual(fs), device) {
+        (false, None) => {
+            errors.push(err(&format!("{at}.device"), format!("a {fs} file system needs a device")))
+        }
+        (true, Some(_)) => {
+            errors.push(err(&format!("{at}.device"), format!("a {fs} file system takes no device")))
+        }
+        _ => {}
+    }
+    for (i, o) in options.iter().enumerate() {
+        if o.is_empty() || o.contains([',', '\0']) {
+            errors.push(err(&format!("{at}.options[{i}]"), format!("{o:?} is not one mount option")));
+        }
+    }
+}
+
+fn valid_size(s: &str) -> bool {
+    let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
+    !digits.is_empty() && s.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn err(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.to_owned(), message: message.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(json: &str) -> Vec<String> {
+        Config::from_slice(json.as_bytes()).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_tmpfs_root_with_needed_mounts() {
+        let c = Config::from_slice(
+            br#"{"version": 1, "modules": {"load": ["virtio_blk", "ext4"]},
+                "root": {"fsType": "tmpfs", "size": "512M", "mode": "0755"},
+                "mounts": {"/persist": {"fsType": "ext4", "device": "LABEL=persist", "timeout": 5},
+                           "/nix": {"fsType": "ext4", "device": "UUID=1234", "options": ["ro", "noatime"]}},
+                "persistence": {"/persist": {"directories": ["/var/log"]}}}"#,
+        )
+        .unwrap();
+        let m = c.mount_plan();
+        assert_eq!(m[0].mount_point.as_str(), "/nix");
+        assert_eq!(m[0].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(m[1].device, Some(DeviceSpec::Label("persist".into())));
+        assert_eq!(m[1].timeout, Duration::from_secs(5));
+        assert_eq!(c.fs_types(), ["ext4", "tmpfs"]);
+        assert!(c.modules.coldplug);
+    }
+
+    #[test]
+    fn errors_name_their_json_path_and_include_persistence() {
+        assert_eq!(
+            errors(
+                r#"{"version": 1, "luks": {}, "root": {"fsType": "ext4"},
+                   "mounts": {"/": {"fsType": "tmpfs"}, "rel": {"fsType": "tmpfs"}, "/x": {"fsType": "tmpfs", "device": "/dev/vda"}},
+                   "persistence": {"/p": {"directories": [{"directory": "/d", "mode": "rwx"}]}}}"#
+            ),
+            [
+                "luks: this section is not supported by this build of lethe yet",
+                "root.device: a ext4 file system needs a device",
+                "mounts./: the root is configured in `root`, not in `mounts`",
+                "mounts./x.device: a tmpfs file system takes no device",
+                "mounts.rel: expected an absolute mount point, got \"rel\" (/rel?)",
+                "persistence./p.directories[0].mode: expected an octal string like \"0755\" or a symbolic mode like \"u=rwx,g=rx,o=\", got \"rwx\" at line 3 column 91",
+            ]
+        );
+        assert_eq!(
+            errors(r#"{"version": 1, "root": {"fsType": "ext4", "device": "sda1"}}"#),
+            [
+                "root.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"sda1\" at line 1 column 58"
+            ]
+        );
+        assert_eq!(errors(r#"{"version": 1, "mounts": {"/a": {"fsType": "tmpfs", "typo": 1}}}"#).len(), 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! The cpio newc archive format the kernel unpacks an initramfs from.

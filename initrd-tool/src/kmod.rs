@@ -1,0 +1,1 @@
+//! Kernel modules without modprobe: modules.dep/alias/builtin, dependency closure, finit_module, coldplug.

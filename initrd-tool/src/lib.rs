@@ -1,0 +1,11 @@
+//! initrd-tool: lethe's stage 1 as one static multi-call binary (`init`, `persist-bind`, `mkinitrd`, `check-config`).
+
+pub mod cmdline;
+pub mod config;
+pub mod cpio;
+pub mod devices;
+pub mod devspec;
+pub mod init;
+pub mod kmod;
+pub mod mkinitrd;
+pub mod probe;
