@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(
             errors(r#"{"version": 1, "root": {"fsType": "ext4", "device": "sda1"}}"#),
             [
-                "root.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"sda1\" at line 1 column 58"
+                "root.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"sda1\" at line 1 column 59"
             ]
         );
         assert_eq!(errors(r#"{"version": 1, "mounts": {"/a": {"fsType": "tmpfs", "typo": 1}}}"#).len(), 1);
