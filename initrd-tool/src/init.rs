@@ -1,8 +1,444 @@
-//! (being written) Stage 1 as PID 1.
+//! Stage 1 as PID 1: mount the API file systems, read the config, load modules, find devices, mount the root, persist, switch_root.
+//!
+//! Each step is timed and logged. A failing step prints one message saying
+//! what failed and where, then offers a retry (or a shell, when the
+//! initramfs has one) on the console; PID 1 never exits, never reboots in a
+//! loop, and nothing before the root is mounted writes to a disk.
 
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use rustix::mount::{MountFlags, MountPropagationFlags};
+
+use crate::cmdline::Cmdline;
+use crate::config::{self, Config};
+use crate::devspec::DeviceSpec;
+use crate::log::{self, Timings};
+use crate::{mountopts, switch_root};
+
+/// Where the new root is assembled.
+pub const SYSROOT: &str = "/sysroot";
+/// Where the step timings are left for stage 2.
+pub const TIMINGS: &str = "/run/lethe/timings.json";
+/// The emergency shell, when the initramfs carries one.
+const SHELL: &str = "/bin/sh";
+
+/// The steps of stage 1, in order (DESIGN.md's boot flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    MountEarly,
+    Config,
+    Modules,
+    Devices,
+    Resume,
+    Unlock,
+    Import,
+    Rollback,
+    MountRoot,
+    Mounts,
+    PersistBind,
+    SwitchRoot,
+}
+
+impl Step {
+    pub const ALL: [Step; 12] = [
+        Step::MountEarly,
+        Step::Config,
+        Step::Modules,
+        Step::Devices,
+        Step::Resume,
+        Step::Unlock,
+        Step::Import,
+        Step::Rollback,
+        Step::MountRoot,
+        Step::Mounts,
+        Step::PersistBind,
+        Step::SwitchRoot,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::MountEarly => "mount-early",
+            Step::Config => "config",
+            Step::Modules => "modules",
+            Step::Devices => "devices",
+            Step::Resume => "resume",
+            Step::Unlock => "unlock",
+            Step::Import => "import",
+            Step::Rollback => "rollback",
+            Step::MountRoot => "mount-root",
+            Step::Mounts => "mounts",
+            Step::PersistBind => "persist-bind",
+            Step::SwitchRoot => "switch-root",
+        }
+    }
+}
+
+/// A step's failure: one message naming what and where, and a hint.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>, hint: &'static str) -> Failure {
+        Failure { message: message.into(), hint }
+    }
+}
+
+type StepResult = Result<(), Failure>;
+
+/// What the steps learn and hand on.
+struct Boot {
+    cmdline: Cmdline,
+    config: Option<Config>,
+    /// Config bytes, for persist-bind (already validated with the rest).
+    config_bytes: Vec<u8>,
+    /// Device nodes found for each spec.
+    devices: Vec<(DeviceSpec, PathBuf)>,
+    timings: Timings,
+}
+
+/// `initrd-tool init`: runs stage 1 as PID 1 and does not return (a PID 1
+/// that returns panics the kernel).
 pub fn main() -> ExitCode {
-    eprintln!("initrd-tool init: not written yet");
-    ExitCode::from(2)
+    if !rustix::process::getpid().is_init() {
+        // It mounts over /sysroot and switches root: never on a running system.
+        eprintln!(
+            "initrd-tool init: runs only as PID 1 of an initramfs (this is pid {})",
+            rustix::process::getpid().as_raw_nonzero()
+        );
+        return ExitCode::from(2);
+    }
+    let mut boot = Boot {
+        cmdline: Cmdline::default(),
+        config: None,
+        config_bytes: Vec::new(),
+        devices: Vec::new(),
+        timings: Timings::start(),
+    };
+    let started = Instant::now();
+    for step in Step::ALL {
+        loop {
+            let t = Instant::now();
+            let result = boot.run(step);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            boot.timings.record(step.name(), ms, result.is_ok());
+            match result {
+                Ok(()) => {
+                    log::info(&format!("{} ok ({ms:.1} ms)", step.name()));
+                    break;
+                }
+                Err(f) => {
+                    log::error(&format!("FAILED at {}: {}", step.name(), f.message));
+                    if !offer_recovery(f.hint) {
+                        break; // "continue" chosen: go on with the next step
+                    }
+                }
+            }
+        }
+        if step == Step::PersistBind {
+            log::info(&format!("stage 1 done in {:.1} ms", started.elapsed().as_secs_f64() * 1e3));
+        }
+    }
+    // switch_root execs stage 2 and does not return on success.
+    ExitCode::from(1)
+}
+
+impl Boot {
+    /// The validated config; absent only if its step failed and the user
+    /// chose to continue.
+    fn config(&self) -> Result<&Config, Failure> {
+        self.config.as_ref().ok_or_else(|| Failure::new("no valid config was read", "retry the config step"))
+    }
+
+    fn run(&mut self, step: Step) -> StepResult {
+        match step {
+            Step::MountEarly => mount_early(),
+            Step::Config => self.read_config(),
+            Step::Modules => self.modules(),
+            Step::Devices => self.find_devices(),
+            Step::Resume => self.resume(),
+            // The config refuses luks/pools/rollback sections until those
+            // steps exist, so these steps have nothing to do yet.
+            Step::Unlock | Step::Import | Step::Rollback => Ok(()),
+            Step::MountRoot => self.mount_root(),
+            Step::Mounts => self.mounts(),
+            Step::PersistBind => self.persist_bind(),
+            Step::SwitchRoot => self.switch_root(),
+        }
+    }
+
+    fn read_config(&mut self) -> StepResult {
+        let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        self.cmdline = Cmdline::parse(&line);
+        log::set_debug(self.cmdline.debug);
+        log::debug(&format!("command line: {}", line.trim()));
+        let path = Path::new(config::PATH);
+        self.config_bytes = std::fs::read(path).map_err(|e| {
+            Failure::new(
+                format!("cannot read {}: {e}", path.display()),
+                "rebuild the initramfs with a config",
+            )
+        })?;
+        let cfg = Config::from_slice(&self.config_bytes).map_err(|errs| {
+            let mut m = format!("invalid config {}:", path.display());
+            for e in errs.0 {
+                m.push_str(&format!("\n  {e}"));
+            }
+            Failure::new(
+                m,
+                "fix the configuration and rebuild; `initrd-tool check-config` shows the same errors",
+            )
+        })?;
+        if self.cmdline.init.is_none() {
+            return Err(Failure::new(
+                "no init= on the kernel command line",
+                "boot with init=/path/to/stage2",
+            ));
+        }
+        self.config = Some(cfg);
+        Ok(())
+    }
+
+    fn modules(&mut self) -> StepResult {
+        Err(Failure::new("kernel module loading is not available in this build yet", "report this"))
+    }
+
+    fn find_devices(&mut self) -> StepResult {
+        Err(Failure::new("device discovery is not available in this build yet", "report this"))
+    }
+
+    fn resume(&mut self) -> StepResult {
+        // The kernel resumes from a hibernation image itself once told the
+        // device (resume= on its own command line is honoured before
+        // /init runs); stage 1 only has to stay away from the disks until
+        // then, which it does: nothing is mounted before this step.
+        if let Some(r) = &self.cmdline.resume {
+            log::debug(&format!("resume={r}: left to the kernel"));
+        }
+        Ok(())
+    }
+
+    fn device_for(&self, spec: &DeviceSpec) -> Option<&Path> {
+        self.devices.iter().find(|(s, _)| s == spec).map(|(_, p)| p.as_path())
+    }
+
+    fn mount_root(&mut self) -> StepResult {
+        let Some(root) = self.config()?.root.clone() else {
+            return Err(Failure::new("the config has no `root` section", "add root to the configuration"));
+        };
+        ensure_dir(Path::new(SYSROOT))?;
+        if is_mounted(Path::new(SYSROOT)) {
+            log::debug("/sysroot is mounted already (a retry)");
+            return Ok(());
+        }
+        let mut options = root.options.clone();
+        if config::is_virtual(&root.fs_type) {
+            options.push(format!("mode={}", root.mode.unwrap_or(persist_bind::mode::Mode::DEFAULT_DIR)));
+            if let Some(size) = &root.size {
+                options.push(format!("size={size}"));
+            }
+        }
+        let device = root.device.as_ref().and_then(|d| self.device_for(d)).map(Path::to_path_buf);
+        if self.cmdline.dry_run {
+            log::info(&format!(
+                "dry run: would mount {} ({}) at {SYSROOT}",
+                describe(&device, &root.fs_type),
+                root.fs_type
+            ));
+            return Ok(());
+        }
+        mount(device.as_deref(), Path::new(SYSROOT), &root.fs_type, &options)
+    }
+
+    fn mounts(&mut self) -> StepResult {
+        for m in self.config()?.mount_plan() {
+            let target = m.mount_point.under(Path::new(SYSROOT));
+            let device = m.device.as_ref().and_then(|d| self.device_for(d)).map(Path::to_path_buf);
+            if self.cmdline.dry_run {
+                log::info(&format!(
+                    "dry run: would mount {} ({}) at {}",
+                    describe(&device, &m.fs_type),
+                    m.fs_type,
+                    target.display()
+                ));
+                continue;
+            }
+            if is_mounted(&target) {
+                continue; // a retry
+            }
+            ensure_dir(&target)?;
+            mount(device.as_deref(), &target, &m.fs_type, &m.options)?;
+        }
+        Ok(())
+    }
+
+    fn persist_bind(&mut self) -> StepResult {
+        let (doc, entries) = persist_bind::Document::entries_from_slice(&self.config_bytes)
+            .map_err(|e| Failure::new(format!("persistence: {e}"), "fix the configuration"))?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.cmdline.dry_run {
+            log::info(&format!(
+                "dry run: would put {} persisted entries in place beneath {SYSROOT}",
+                entries.len()
+            ));
+            return Ok(());
+        }
+        let root = persist_bind::beneath::Root::open(Path::new(SYSROOT))
+            .map_err(|e| Failure::new(format!("cannot open {SYSROOT}: {e}"), "check the root mount"))?;
+        let ids = persist_bind::owner::Ids::load(&doc, &root).unwrap_or_else(|e| {
+            log::warn(&format!("owner databases: {e}; using the config's uids/gids only"));
+            persist_bind::owner::Ids::from_config(&doc)
+        });
+        let plan = persist_bind::plan::plan(&entries, &ids, &root);
+        let report = persist_bind::apply::apply(&plan, &root, &persist_bind::apply::UtabTarget::default());
+        for e in &report.entries {
+            if let persist_bind::apply::Status::Failed { error } = &e.status {
+                // One entry's failure does not stop the boot: the machine
+                // comes up without it, loudly, rather than not at all.
+                log::warn(&format!("persist-bind: {} ({}): {error}", e.origin, e.target));
+            }
+        }
+        log::info(&format!(
+            "persist-bind: {} entries, {} changed, {} failed",
+            report.entries.len(),
+            report.changed(),
+            report.failed()
+        ));
+        Ok(())
+    }
+
+    fn switch_root(&mut self) -> StepResult {
+        let init = self.cmdline.init.clone().unwrap_or_default();
+        if let Err(e) = self.timings.write(Path::new(TIMINGS)) {
+            log::warn(&format!("cannot write {TIMINGS}: {e}"));
+        }
+        if self.cmdline.dry_run || self.cmdline.shell {
+            let why = if self.cmdline.dry_run { "dry run (lethe.dry-run)" } else { "lethe.shell" };
+            return Err(Failure::new(
+                format!("stopped before switch_root: {why}"),
+                "remove the switch from the kernel command line to boot",
+            ));
+        }
+        log::info(&format!("switch_root to {SYSROOT}, exec {init}"));
+        let e = switch_root::switch_root(Path::new(SYSROOT), &init, &self.cmdline.init_args);
+        Err(Failure::new(format!("{e}"), "check init= and the root file system"))
+    }
+}
+
+/// Mounts /proc, /sys, /dev and /run (already-mounted ones are kept).
+fn mount_early() -> StepResult {
+    let nosuid = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    for (fs, target, flags, data) in [
+        ("proc", "/proc", nosuid, ""),
+        ("sysfs", "/sys", nosuid, ""),
+        ("devtmpfs", "/dev", MountFlags::NOSUID, "mode=0755"),
+        ("tmpfs", "/run", MountFlags::NOSUID | MountFlags::NODEV, "mode=0755"),
+    ] {
+        ensure_dir(Path::new(target))?;
+        if is_mounted(Path::new(target)) {
+            continue;
+        }
+        rustix::mount::mount(fs, target, fs, flags, Some(&*cstring(data)?)).map_err(|e| {
+            Failure::new(format!("mount {fs} on {target}: {e}"), "the kernel lacks this file system")
+        })?;
+    }
+    attach_console();
+    log::open_kmsg();
+    Ok(())
+}
+
+/// Gives PID 1 the console as stdin/stdout/stderr when the kernel could
+/// not (no /dev/console in the initramfs).
+fn attach_console() {
+    if rustix::fs::fstat(rustix::stdio::stderr()).is_ok() {
+        return;
+    }
+    if let Ok(fd) = rustix::fs::open(
+        "/dev/console",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&fd);
+        let _ = rustix::stdio::dup2_stdout(&fd);
+        let _ = rustix::stdio::dup2_stderr(&fd);
+    }
+}
+
+fn ensure_dir(p: &Path) -> StepResult {
+    match std::fs::create_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Failure::new(format!("cannot create {}: {e}", p.display()), "check the file system")),
+    }
+}
+
+/// Whether `p` is a mount point (its device differs from its parent's, or
+/// it is the root of a bind mount of the same device).
+fn is_mounted(p: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_string_lossy();
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(&want))
+}
+
+fn mount(device: Option<&Path>, target: &Path, fs_type: &str, options: &[String]) -> StepResult {
+    let o = mountopts::parse(options);
+    let source: &Path = device.unwrap_or(Path::new(fs_type));
+    let data = cstring(&o.data)?;
+    let data = (!o.data.is_empty()).then_some(&*data);
+    rustix::mount::mount(source, target, fs_type, o.flags, data).map_err(|e| {
+        Failure::new(
+            format!("mount {} ({fs_type}) on {}: {e}", source.display(), target.display()),
+            "check the device, the file-system type and the options",
+        )
+    })?;
+    // Mounts below are private: later moves and binds stay in this tree.
+    let _ = rustix::mount::mount_change(target, MountPropagationFlags::PRIVATE);
+    log::debug(&format!("mounted {} ({fs_type}) on {}", source.display(), target.display()));
+    Ok(())
+}
+
+fn cstring(s: &str) -> Result<std::ffi::CString, Failure> {
+    std::ffi::CString::new(s)
+        .map_err(|_| Failure::new(format!("NUL byte in mount options {s:?}"), "fix the options"))
+}
+
+fn describe(device: &Option<PathBuf>, fs_type: &str) -> String {
+    device.as_ref().map_or_else(|| fs_type.to_owned(), |d| d.display().to_string())
+}
+
+/// After a failure: asks on the console whether to retry the step, start
+/// the emergency shell (when the initramfs has one) or go on. Returns true
+/// to retry. Waits as long as it takes: never reboots.
+fn offer_recovery(hint: &str) -> bool {
+    let shell = Path::new(SHELL).exists();
+    loop {
+        log::error(&format!("hint: {hint}"));
+        log::error(&format!(
+            "press r then Enter to retry{}, c to continue without this step",
+            if shell { ", s for an emergency shell" } else { "" }
+        ));
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                // No console to answer from: say so now and then, forever.
+                std::thread::sleep(Duration::from_secs(300));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match line.trim() {
+            "r" => return true,
+            "c" => return false,
+            "s" if shell => {
+                let _ = std::process::Command::new(SHELL).status();
+            }
+            _ => {}
+        }
+    }
 }

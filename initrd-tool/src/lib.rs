@@ -7,5 +7,8 @@ pub mod devices;
 pub mod devspec;
 pub mod init;
 pub mod kmod;
+pub mod log;
 pub mod mkinitrd;
+pub mod mountopts;
 pub mod probe;
+pub mod switch_root;
