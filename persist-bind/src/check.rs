@@ -44,7 +44,19 @@ pub fn check(entries: &[Entry], root: &Root) -> Vec<CheckEntry> {
 fn state(e: &Entry, source: &RootPath, root: &Root) -> Result<State, FsError> {
     let t = root.lstat(&e.target)?;
     let s = root.lstat(source)?;
-    let Some(t) = t else { return Ok(State::Differs(format!("{} is missing", e.target))) };
+    let Some(t) = t else {
+        // A file inside a bound directory of the same storage already is its
+        // persistent path, present or not: the planner has nothing to do.
+        if let EntryKind::File { .. } = e.kind
+            && let (Some(tp), Some(sp)) = (e.target.parent(), source.parent())
+            && let (Some(a), Some(b)) = (root.lstat(&tp)?, root.lstat(&sp)?)
+            && a.kind == Kind::Directory
+            && (a.dev, a.ino) == (b.dev, b.ino)
+        {
+            return Ok(State::Mounted);
+        }
+        return Ok(State::Differs(format!("{} is missing", e.target)));
+    };
     if t.kind == Kind::Symlink {
         let to = root.readlink(&e.target)?;
         return Ok(match e.kind {

@@ -422,3 +422,19 @@ fn audit_lists_what_the_next_boot_erases() {
         assert!(out.contains("environment.persistence.\"/persist\" = {\n  directories = [\n    \"/var/cache\"\n  ];\n  files = [\n    \"/etc/adjtime\"\n  ];\n};"), "{out}");
     });
 }
+
+#[test]
+fn check_agrees_with_apply_for_a_file_inside_a_bound_directory() {
+    in_namespace("check_agrees_with_apply_for_a_file_inside_a_bound_directory", |t| {
+        persist(t);
+        // The file's source is missing, but its target lies inside the bound
+        // /var/lib, so it already is on the persistent side: nothing to do.
+        let json = config(r#"{"directories": ["/var/lib"], "files": ["/var/lib/foo"]}"#);
+        let o = t.run(&json, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stderr(&o).contains("0 failed"), "{}", stderr(&o));
+        let o = t.run(&json, &["check"]);
+        assert_eq!(o.status.code(), Some(0), "check disagrees with apply: {}", stdout(&o));
+        assert!(stdout(&o).contains("2 of 2 entries in place"), "{}", stdout(&o));
+    });
+}
