@@ -632,11 +632,15 @@ impl Flatten {
     fn finish(mut self) -> Result<Vec<Entry>, ConfigErrors> {
         // A target must not be, contain, or lie in a storage location: the
         // bind mount would hide the storage or loop into itself.
-        let storages = std::mem::take(&mut self.storages);
+        // Entries' own persistentStoragePath count as storage locations too.
+        let mut storages: Vec<RootPath> =
+            std::mem::take(&mut self.storages).into_iter().map(|(s, _)| s).collect();
+        storages.extend(self.entries.iter().map(|e| e.storage.clone()));
+        storages.sort();
+        storages.dedup();
         let mut clashes = Vec::new();
         for e in &self.entries {
-            let all = storages.iter().map(|(s, _)| s).chain(std::iter::once(&e.storage));
-            let hit = all.into_iter().find(|s| e.target.starts_with(s) || s.starts_with(&e.target));
+            let hit = storages.iter().find(|s| e.target.starts_with(s) || s.starts_with(&e.target));
             if let Some(s) = hit {
                 clashes.push((
                     e.origin.clone(),
@@ -803,6 +807,23 @@ mod tests {
         assert_eq!(
             err,
             ["persistence./p.users.u.files[0].home: null does not match the entry's place (home of /home/u)"]
+        );
+    }
+
+    #[test]
+    fn targets_may_not_overlap_an_entrys_own_storage_path() {
+        // An entry-level persistentStoragePath is a storage location too:
+        // binding /mnt over it would hide it, /mnt/data/x would cover part of it.
+        let e = errors(
+            r#"{"version": 1, "persistence": {"/persist": {"directories": [
+                {"directory": "/x", "persistentStoragePath": "/mnt/data"}, "/mnt", "/mnt/data/x"]}}}"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "persistence./persist.directories[1]: /mnt overlaps the persistent storage path /mnt/data",
+                "persistence./persist.directories[2]: /mnt/data/x overlaps the persistent storage path /mnt/data",
+            ]
         );
     }
 
