@@ -152,26 +152,34 @@ impl Root {
         self.chmod(p, mode)
     }
 
-    /// Changes the owner of `p` (never through a symlink).
+    /// Changes the owner of the directory `p` (never through a symlink).
     pub fn chown(&self, p: &RootPath, uid: u32, gid: u32) -> Result<(), FsError> {
-        let fd = self.openat(p, OFlags::PATH, "chown")?;
-        rfs::chownat(&fd, "", Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::EMPTY_PATH)
-            .map_err(|e| FsError::io(p, "chown", e))
+        let fd = self.open_dir(p, "chown")?;
+        rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| FsError::io(p, "chown", e))
     }
 
-    /// Sets the mode of the directory or regular file at `p`.
+    /// Sets the mode of the directory `p` (never through a symlink).
     pub fn chmod(&self, p: &RootPath, mode: Mode) -> Result<(), FsError> {
-        // fchmod needs a real descriptor; O_NONBLOCK so a FIFO cannot block us.
-        let fd = self.openat(p, OFlags::RDONLY | OFlags::NONBLOCK, "chmod")?;
-        let m = fstat(&fd).map_err(|e| FsError::io(p, "chmod", e))?;
-        if !matches!(m.kind, Kind::Directory | Kind::File) {
-            return Err(FsError::WrongKind {
-                path: p.clone(),
-                expected: "a directory or a file",
-                found: m.kind,
-            });
-        }
+        let fd = self.open_dir(p, "chmod")?;
         rfs::fchmod(&fd, RMode::from_raw_mode(mode.bits())).map_err(|e| FsError::io(p, "chmod", e))
+    }
+
+    /// Opens the directory `p` for fchown/fchmod. O_DIRECTORY refuses
+    /// anything else before it is opened, so a file, FIFO or device put
+    /// there after planning (a hard link to /etc/shadow, say) is never
+    /// opened, chowned or chmodded.
+    fn open_dir(&self, p: &RootPath, op: &'static str) -> Result<OwnedFd, FsError> {
+        self.openat(p, OFlags::RDONLY | OFlags::DIRECTORY, op).map_err(|e| match e {
+            FsError::Io { source, .. } if source.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {
+                match self.lstat(p) {
+                    Ok(Some(m)) => {
+                        FsError::WrongKind { path: p.clone(), expected: "a directory", found: m.kind }
+                    }
+                    _ => FsError::Io { path: p.clone(), op, source },
+                }
+            }
+            e => e,
+        })
     }
 
     /// Creates an empty regular file at `p` (fails if anything is there).

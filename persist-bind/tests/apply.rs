@@ -438,3 +438,30 @@ fn check_agrees_with_apply_for_a_file_inside_a_bound_directory() {
         assert!(stdout(&o).contains("2 of 2 entries in place"), "{}", stdout(&o));
     });
 }
+
+#[test]
+fn chown_and_chmod_never_land_on_a_file_swapped_in_after_planning() {
+    in_namespace("chown_and_chmod_never_land_on_a_file_swapped_in_after_planning", |t| {
+        use persist_bind::{apply, beneath::Root, owner::Ids, plan};
+        persist(t);
+        t.mkdir_owned("/persist/srv", 33, 33, 0o750);
+        t.mkdir_owned("/srv", 0, 0, 0o755);
+        t.write("/etc/shadow", "root:secret");
+        std::fs::set_permissions(t.p("/etc/shadow"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let json = config(r#"{"directories": ["/srv"]}"#);
+        let (doc, entries) = persist_bind::Document::entries_from_slice(json.as_bytes()).unwrap();
+        let root = Root::open(&t.root).unwrap();
+        let plan = plan::plan(&entries, &Ids::from_config(&doc), &root);
+        // Between plan and apply, the directory becomes a hard link to a
+        // file the planner never looked at.
+        std::fs::remove_dir(t.p("/srv")).unwrap();
+        std::fs::hard_link(t.p("/etc/shadow"), t.p("/srv")).unwrap();
+        let report = apply::apply(&plan, &root, &apply::UtabTarget::default());
+        assert_eq!(report.failed(), 1, "{report:?}");
+        let apply::Status::Failed { error } = &report.entries[0].status else { panic!("{report:?}") };
+        assert_eq!(error, "/srv: expected a directory, found File");
+        assert_eq!(t.owner_mode("/etc/shadow"), (0, 0, 0o600), "chown/chmod followed the swap");
+        assert!(t.mounts().is_empty(), "{:?}", t.mounts());
+    });
+}
