@@ -213,6 +213,18 @@ impl Root {
 
     /// Reads a whole regular file of at most `limit` bytes.
     pub fn read(&self, p: &RootPath, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        // Look before opening: opening a device or FIFO can have effects.
+        match self.lstat(p)? {
+            None => return Ok(None),
+            Some(m) if m.kind != Kind::File => {
+                return Err(FsError::WrongKind {
+                    path: p.clone(),
+                    expected: "a regular file",
+                    found: m.kind,
+                });
+            }
+            Some(_) => {}
+        }
         let fd = match self.openat(p, OFlags::RDONLY | OFlags::NONBLOCK, "read") {
             Ok(fd) => fd,
             Err(FsError::Io { source, .. }) if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {

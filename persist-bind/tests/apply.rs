@@ -465,3 +465,19 @@ fn chown_and_chmod_never_land_on_a_file_swapped_in_after_planning() {
         assert!(t.mounts().is_empty(), "{:?}", t.mounts());
     });
 }
+
+#[test]
+fn owner_databases_that_are_devices_are_never_opened() {
+    in_namespace("owner_databases_that_are_devices_are_never_opened", |t| {
+        use persist_bind::{beneath::Root, owner::Ids};
+        persist(t);
+        t.mkdir("/etc");
+        // An unregistered character device: opening it fails with ENXIO, so
+        // the error tells whether it was opened.
+        let st = std::process::Command::new("mknod").arg(t.p("/etc/passwd")).args(["c", "240", "7"]).status();
+        assert!(st.unwrap().success());
+        let (doc, _) = persist_bind::Document::entries_from_slice(config("{}").as_bytes()).unwrap();
+        let err = Ids::load(&doc, &Root::open(&t.root).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "/etc/passwd: expected a regular file, found Other");
+    });
+}
