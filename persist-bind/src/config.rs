@@ -325,7 +325,8 @@ pub struct Entry {
     pub perms: Perms,
     /// Owner and mode for missing parents.
     pub parent_perms: Perms,
-    /// The home the entry lies in, for `users.<name>` entries.
+    /// The home the entry lies in: for `users.<name>` entries, and for
+    /// other entries below a home some `users.<name>` declares.
     pub home: Option<Home>,
 }
 
@@ -665,6 +666,18 @@ impl Flatten {
         }
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
+        }
+        // A system entry inside a user's home must not create that home with
+        // its own (root's) permissions when it comes first: impermanence
+        // creates every home, the user's and 0700, before any other directory.
+        let mut homes: Vec<Home> = self.entries.iter().filter_map(|e| e.home.clone()).collect();
+        homes.dedup(); // a user's entries are consecutive
+        for e in self.entries.iter_mut().filter(|e| e.home.is_none()) {
+            e.home = homes
+                .iter()
+                .filter(|h| e.target.starts_with(&h.path) && e.target != h.path)
+                .max_by_key(|h| h.path.depth())
+                .cloned();
         }
         // Parents before children; ties keep config order.
         self.entries.sort_by(|a, b| a.target.tree_cmp(&b.target));

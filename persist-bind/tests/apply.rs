@@ -481,3 +481,22 @@ fn owner_databases_that_are_devices_are_never_opened() {
         assert_eq!(err.to_string(), "/etc/passwd: expected a regular file, found Other");
     });
 }
+
+#[test]
+fn a_system_entry_inside_a_users_home_does_not_take_the_home() {
+    in_namespace("a_system_entry_inside_a_users_home_does_not_take_the_home", |t| {
+        persist(t);
+        // "/home/alice/.cache" sorts before the user's own "Documents".
+        let json = config(
+            r#"{"directories": ["/home/alice/.cache"],
+                "users": {"alice": {"group": "users", "directories": ["Documents"]}}}"#,
+        );
+        let o = t.run(&json, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        for side in ["", "/persist"] {
+            assert_eq!(t.owner_mode(&format!("{side}/home")), (0, 0, 0o755), "{side}/home");
+            assert_eq!(t.owner_mode(&format!("{side}/home/alice")), (ALICE, USERS, 0o700), "{side} home");
+            assert_eq!(t.owner_mode(&format!("{side}/home/alice/.cache")), (0, 0, 0o755), "{side} .cache");
+        }
+    });
+}
