@@ -26,7 +26,9 @@ impl Mode {
     /// Parses `0755`, `755`, or the absolute symbolic form `mkdir --mode`
     /// takes from impermanence's examples (`u=rwx,g=rx,o=`, `a=rx`,
     /// `ug=rwx,o=`, with `s` and `t`). Relative clauses (`+`, `-`) are
-    /// refused: their result would depend on a umask.
+    /// refused: their result would depend on a umask. So is a symbolic
+    /// mode that leaves out u, g or o: `mkdir --mode` would keep that
+    /// class rwx, which is rarely what was meant.
     pub fn parse(s: &str) -> Result<Mode, ModeError> {
         let err = || ModeError(s.to_owned());
         if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
@@ -67,6 +69,11 @@ impl Mode {
                 }
             }
             bits |= special;
+        }
+        // `mkdir --mode` starts from a=rwx: a class left out stays rwx
+        // there (`u=rwx,g=rx` is 0757). Refuse rather than differ.
+        if seen != 0o7 {
+            return Err(err());
         }
         Ok(Mode(bits))
     }
@@ -134,6 +141,16 @@ mod tests {
         for bad in ["u+x", "u=rwx,g-w", "rwx", "u=q", "=rw", "u=r,u=w", "0755 "] {
             assert_eq!(Mode::parse(bad), Err(ModeError(bad.to_owned())), "{bad}");
         }
+    }
+
+    #[test]
+    fn symbolic_forms_must_set_every_class() {
+        // `mkdir --mode=u=rwx,g=rx` (impermanence) starts from a=rwx and
+        // gives 0757; reading it as 0750 would build a different tree.
+        for partial in ["u=rwx,g=rx", "u=rwx", "ug=rwx", "g=rx,o="] {
+            assert_eq!(Mode::parse(partial), Err(ModeError(partial.to_owned())), "{partial}");
+        }
+        assert_eq!(Mode::parse("a=rwx").unwrap().bits(), 0o777);
     }
 
     #[test]
