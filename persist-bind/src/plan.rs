@@ -130,6 +130,8 @@ pub enum EntryError {
     TargetNotEmpty { target: RootPath, persistent: RootPath },
     #[error("{target} already exists as a {found:?}; the file entry needs it absent or an empty file")]
     TargetInTheWay { target: RootPath, found: Kind },
+    #[error("{target} is an empty file where a symlink to {persistent} belongs; remove it to link the file")]
+    EmptyFileWhereLinkBelongs { target: RootPath, persistent: RootPath },
     #[error("{target} is a symlink to {points_to:?}, not to {persistent}; remove it to persist this file")]
     ForeignSymlink { target: RootPath, points_to: String, persistent: RootPath },
 }
@@ -443,10 +445,13 @@ impl Planner<'_> {
             steps.push(Step::Bind { source: source.clone(), target: target.clone(), options: Vec::new() });
             self.push_bind(target.clone(), source);
         } else {
-            if let Some(t) = tgt {
+            if tgt.is_some() {
                 // An empty file where a link belongs: impermanence's `ln -s`
                 // fails here too; say so instead of removing it.
-                return Err(EntryError::TargetInTheWay { target: target.clone(), found: t.kind });
+                return Err(EntryError::EmptyFileWhereLinkBelongs {
+                    target: target.clone(),
+                    persistent: source,
+                });
             }
             steps.push(Step::Symlink { path: target.clone(), target: source.clone() });
             let m = self.planned(Kind::Symlink, 0, 0, Mode::from_bits(0o777).unwrap());

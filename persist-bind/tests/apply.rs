@@ -500,3 +500,23 @@ fn a_system_entry_inside_a_users_home_does_not_take_the_home() {
         }
     });
 }
+
+#[test]
+fn an_empty_file_where_a_link_belongs_is_named_as_such() {
+    in_namespace("an_empty_file_where_a_link_belongs_is_named_as_such", |t| {
+        persist(t);
+        t.write("/etc/link-me", "");
+        t.write("/persist/etc/link-me", "kept");
+        let json = config(r#"{"files": [{"file": "/etc/link-me", "method": "symlink"}]}"#);
+        let o = t.run(&json, &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(
+                "/etc/link-me is an empty file where a symlink to /persist/etc/link-me belongs; remove it to link the file"
+            ),
+            "{err}"
+        );
+        assert_eq!(t.read("/persist/etc/link-me"), "kept");
+    });
+}
