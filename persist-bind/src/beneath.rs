@@ -255,13 +255,29 @@ impl Root {
     /// --bind`), both resolved beneath the root; returns the new mount's id.
     pub fn bind(&self, source: &RootPath, target: &RootPath) -> Result<u64, FsError> {
         let src = self.openat(source, OFlags::PATH, "bind")?;
+        // Checked on the descriptors that are mounted: a symlink swapped in
+        // after planning would otherwise be mounted itself (and followed by
+        // every later lookup of the target).
+        let kind = fstat(&src).map_err(|e| FsError::io(source, "bind", e))?.kind;
+        if !matches!(kind, Kind::Directory | Kind::File) {
+            return Err(FsError::WrongKind {
+                path: source.clone(),
+                expected: "a directory or a file",
+                found: kind,
+            });
+        }
+        let dst = self.openat(target, OFlags::PATH, "bind")?;
+        let found = fstat(&dst).map_err(|e| FsError::io(target, "bind", e))?.kind;
+        if found != kind {
+            let expected = if kind == Kind::Directory { "a directory" } else { "a file" };
+            return Err(FsError::WrongKind { path: target.clone(), expected, found });
+        }
         let tree = rustix::mount::open_tree(
             &src,
             "",
             OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
         )
         .map_err(|e| FsError::io(source, "open_tree", e))?;
-        let dst = self.openat(target, OFlags::PATH, "bind")?;
         rustix::mount::move_mount(
             tree.as_fd(),
             "",

@@ -520,3 +520,25 @@ fn an_empty_file_where_a_link_belongs_is_named_as_such() {
         assert_eq!(t.read("/persist/etc/link-me"), "kept");
     });
 }
+
+#[test]
+fn a_source_swapped_for_a_symlink_after_planning_is_never_mounted() {
+    in_namespace("a_source_swapped_for_a_symlink_after_planning_is_never_mounted", |t| {
+        use persist_bind::{apply, beneath::Root, owner::Ids, plan};
+        persist(t);
+        t.write("/persist/etc/key", "key");
+        std::fs::write(t.outside.join("elsewhere"), "outside the root").unwrap();
+        let json = config(r#"{"files": ["/etc/key"]}"#);
+        let (doc, entries) = persist_bind::Document::entries_from_slice(json.as_bytes()).unwrap();
+        let root = Root::open(&t.root).unwrap();
+        let plan = plan::plan(&entries, &Ids::from_config(&doc), &root);
+        std::fs::remove_file(t.p("/persist/etc/key")).unwrap();
+        std::os::unix::fs::symlink(t.outside.join("elsewhere"), t.p("/persist/etc/key")).unwrap();
+        let report = apply::apply(&plan, &root, &apply::UtabTarget::default());
+        assert_eq!(report.failed(), 1, "{report:?}");
+        let apply::Status::Failed { error } = &report.entries[0].status else { panic!("{report:?}") };
+        assert_eq!(error, "/persist/etc/key: expected a directory or a file, found Symlink");
+        assert!(t.mounts().is_empty(), "{:?}", t.mounts());
+        assert_ne!(std::fs::read_to_string(t.p("/etc/key")).ok().as_deref(), Some("outside the root"));
+    });
+}
