@@ -7,7 +7,7 @@
 //! them once the earlier steps have run. An empty step list means the
 //! entry is already in place; a second apply therefore plans nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -157,12 +157,15 @@ pub fn plan(entries: &[Entry], ids: &Ids, view: &dyn View) -> Plan {
         overlay: HashMap::new(),
         seen: Default::default(),
         undo: Vec::new(),
+        mirrored: HashSet::new(),
+        mirrored_now: Vec::new(),
         fake_ino: 0,
     };
     let entries = entries
         .iter()
         .map(|e| {
             p.undo.clear();
+            p.mirrored_now.clear();
             let binds = p.binds.len();
             let mut steps = Vec::new();
             let outcome = match p.entry(e, &mut steps) {
@@ -204,6 +207,13 @@ struct Planner<'a> {
     seen: std::cell::RefCell<HashMap<RootPath, Option<Meta>>>,
     /// Overlay values before the current entry changed them.
     undo: Vec<(RootPath, Option<Meta>)>,
+    /// Volatile directories whose owner and mode an earlier entry already
+    /// mirrors from its source: the first entry through a directory
+    /// decides, so storages that disagree on a shared parent neither
+    /// rewrite each other's persistent directories nor flip it every run.
+    mirrored: HashSet<RootPath>,
+    /// What the current entry added to `mirrored`.
+    mirrored_now: Vec<RootPath>,
     fake_ino: u64,
 }
 
@@ -262,6 +272,9 @@ impl Planner<'_> {
     fn rollback(&mut self, binds: usize) {
         for (t, _) in self.binds.drain(binds..) {
             self.bound.remove(&t);
+        }
+        for d in self.mirrored_now.drain(..) {
+            self.mirrored.remove(&d);
         }
         while let Some((q, old)) = self.undo.pop() {
             match old {
@@ -360,6 +373,7 @@ impl Planner<'_> {
                     });
                     self.record(&d, m);
                 }
+                Some(m) if m.kind == Kind::Directory && self.mirrored.contains(&d) => {}
                 Some(m) if m.kind == Kind::Directory => {
                     let mut n = m;
                     if (m.uid, m.gid) != (src_meta.uid, src_meta.gid) {
@@ -378,6 +392,9 @@ impl Planner<'_> {
                     return Err(FsError::SymlinkOnPath { path: e.target.clone(), link: d }.into());
                 }
                 Some(m) => return Err(EntryError::NotADirectory { path: d, found: m.kind }),
+            }
+            if self.mirrored.insert(d.clone()) {
+                self.mirrored_now.push(d);
             }
         }
         Ok(())

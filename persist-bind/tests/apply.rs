@@ -542,3 +542,27 @@ fn a_source_swapped_for_a_symlink_after_planning_is_never_mounted() {
         assert_ne!(std::fs::read_to_string(t.p("/etc/key")).ok().as_deref(), Some("outside the root"));
     });
 }
+
+#[test]
+fn storages_that_disagree_on_a_shared_parent_converge() {
+    in_namespace("storages_that_disagree_on_a_shared_parent_converge", |t| {
+        persist(t);
+        t.mkdir_owned("/persist/srv", 0, 0, 0o755);
+        t.mkdir_owned("/persist/var/lib", 0, 0, 0o755);
+        t.mkdir_owned("/data/srv", 0, 0, 0o700);
+        t.mkdir_owned("/data/var/lib", 0, 0, 0o700);
+        let json = r#"{"version": 1, "persistence": {
+            "/persist": {"directories": ["/srv/a", "/var/lib"]},
+            "/data": {"directories": ["/srv/b", "/var/lib/nixos"]}}}"#;
+        let o = t.run(json, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // /var/lib is an entry of /persist: another storage's parent never
+        // rewrites that persistent directory.
+        assert_eq!(t.owner_mode("/persist/var/lib"), (0, 0, 0o755));
+        assert_eq!(t.owner_mode("/data/var/lib"), (0, 0, 0o700));
+        // The first entry through /srv decides its mode, every time.
+        assert_eq!(t.owner_mode("/srv"), (0, 0, 0o755));
+        let plan = t.run(json, &["--dry-run"]);
+        assert!(stdout(&plan).contains("# 4 entries, 0 steps, 0 errors"), "{}", stdout(&plan));
+    });
+}
