@@ -143,13 +143,36 @@ impl Root {
     }
 
     /// Creates the directory `p` owned by `uid:gid` with exactly `mode`.
+    ///
+    /// The directory is made under a temporary name, given its owner and
+    /// mode, then renamed into place: a power cut never leaves a
+    /// half-made directory (root's, 0700) that later boots would take as
+    /// the persistent truth.
     pub fn mkdir(&self, p: &RootPath, uid: u32, gid: u32, mode: Mode) -> Result<(), FsError> {
         let dir = self.parent(p, "mkdir")?;
-        // Created private, then handed over: never briefly wider than asked.
-        rfs::mkdirat(&dir, p.file_name(), RMode::from_raw_mode(0o700))
+        let tmp = format!(".{}.lethe-new", p.file_name());
+        // A leftover of an interrupted run is an empty directory we made.
+        let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::REMOVEDIR);
+        // Private until handed over: never briefly wider than asked.
+        rfs::mkdirat(&dir, tmp.as_str(), RMode::from_raw_mode(0o700))
             .map_err(|e| FsError::io(p, "mkdir", e))?;
-        self.chown(p, uid, gid)?;
-        self.chmod(p, mode)
+        let made = (|| {
+            let fd = rfs::openat(
+                &dir,
+                tmp.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                RMode::empty(),
+            )
+            .map_err(|e| FsError::io(p, "mkdir", e))?;
+            rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| FsError::io(p, "chown", e))?;
+            rfs::fchmod(&fd, RMode::from_raw_mode(mode.bits())).map_err(|e| FsError::io(p, "chmod", e))?;
+            rfs::renameat_with(&dir, tmp.as_str(), &dir, p.file_name(), rfs::RenameFlags::NOREPLACE)
+                .map_err(|e| FsError::io(p, "mkdir", e))
+        })();
+        if made.is_err() {
+            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::REMOVEDIR);
+        }
+        made
     }
 
     /// Changes the owner of the directory `p` (never through a symlink).

@@ -566,3 +566,21 @@ fn storages_that_disagree_on_a_shared_parent_converge() {
         assert!(stdout(&plan).contains("# 4 entries, 0 steps, 0 errors"), "{}", stdout(&plan));
     });
 }
+
+#[test]
+fn directories_appear_whole_after_an_interrupted_run() {
+    in_namespace("directories_appear_whole_after_an_interrupted_run", |t| {
+        persist(t);
+        // What a power cut during an earlier mkdir leaves: the private
+        // temporary directory, never the final name with the wrong owner.
+        t.mkdir_owned("/persist/home/.alice.lethe-new", 0, 0, 0o700);
+        let json = config(r#"{"users": {"alice": {"group": "users", "directories": ["Documents"]}}}"#);
+        let o = t.run(&json, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(t.owner_mode("/persist/home/alice"), (ALICE, USERS, 0o700));
+        assert!(!t.exists("/persist/home/.alice.lethe-new"), "the leftover is cleaned up");
+        let names: Vec<_> =
+            std::fs::read_dir(t.p("/persist/home/alice")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["Documents"], "no temporary names remain");
+    });
+}
