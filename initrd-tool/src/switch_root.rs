@@ -93,7 +93,7 @@ fn check_init(root: &Path, init: &str) -> Result<(), SwitchRootError> {
 /// the initramfs's own ramfs/tmpfs and never across a mount point.
 fn free_initramfs(new_root: &Path) {
     let Ok(fs) = rustix::fs::statfs("/") else { return };
-    let magic = fs.f_type as i64;
+    let magic = fs.f_type;
     if magic != RAMFS_MAGIC && magic != TMPFS_MAGIC {
         return; // not an initramfs: never delete a real disk's files
     }
