@@ -3,6 +3,13 @@
 //! `expect`, `mountinfo` and `stage2` are shared with the `lethe-stage2`
 //! binary that runs inside the guest; the other modules run on the host.
 
+pub mod artifacts;
+pub mod error;
 pub mod expect;
+pub mod host;
+pub mod images;
 pub mod mountinfo;
+pub mod qemu;
+pub mod report;
+pub mod scenarios;
 pub mod stage2;
