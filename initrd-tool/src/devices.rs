@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -64,6 +64,8 @@ pub struct Found {
     pub partuuid: Option<String>,
     /// Why the device could not be probed (kept for the console message).
     pub error: Option<String>,
+    /// Its first read has not answered yet (slow, or hanging in I/O).
+    pub reading: bool,
 }
 
 impl Found {
@@ -78,6 +80,8 @@ impl fmt::Display for Found {
         write!(f, "{} (", self.name)?;
         if let Some(e) = &self.error {
             write!(f, "unreadable: {e}")?;
+        } else if self.reading {
+            f.write_str("still being read")?;
         } else if self.is_empty() {
             f.write_str("empty")?;
         } else if let Some(p) = &self.probe {
@@ -170,17 +174,21 @@ pub struct Wanted {
     pub timeout: Duration,
 }
 
-/// Every block device under `roots` right now.
+/// Every block device under `roots` right now, waiting at most [`SCAN_PATIENCE`] for slow ones.
 pub fn scan(roots: &Roots) -> Result<Vec<Found>, ScanError> {
-    Scanner::new(roots.clone()).scan()
+    Scanner::new(roots.clone()).scan(SCAN_PATIENCE)
 }
+
+/// How long a one-shot [`scan`] waits for devices that are slow to answer before it lists
+/// them as still being read.
+pub const SCAN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Waits for all `wanted` devices together; one result each, in order. See [`Scanner::wait_for`].
 pub fn wait_for(wanted: &[Wanted], roots: &Roots) -> Vec<Result<Found, WaitError>> {
     Scanner::new(roots.clone()).wait_for(wanted)
 }
 
-/// The identity a probe result is cached under: a change in any part means another medium.
+/// The identity probe results are kept under: a change in any part means another medium.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Identity {
     devno: Option<(u32, u32)>,
@@ -189,41 +197,56 @@ struct Identity {
     diskseq: Option<String>,
 }
 
+/// What reading one device taught.
 #[derive(Debug, Clone)]
-struct Cached<T> {
-    identity: Identity,
-    value: T,
+struct Facts {
+    /// The signatures on it, or why it could not be read.
+    signatures: Result<Vec<Probe>, String>,
+    /// For a disk: its partition table.
+    table: Option<PartitionTable>,
+    /// The node could not be opened (perhaps not created yet): ask again on the next scan.
+    retry: bool,
 }
 
-/// The signatures on a device, or why it could not be read.
-type Signatures = Result<Vec<Probe>, String>;
+/// A device being read in its own thread, or done.
+#[derive(Debug)]
+enum Reading {
+    Running(mpsc::Receiver<Facts>),
+    Done(Facts),
+}
 
-/// Scans repeatedly, probing each device only when it is new or changed.
+#[derive(Debug)]
+struct Tracked {
+    identity: Identity,
+    reading: Reading,
+}
+
+/// Scans repeatedly, reading each device once per identity (new or changed devices only).
+///
+/// Each device is read in a thread of its own, so one that hangs in I/O (a failing disk
+/// retrying for minutes) delays nothing: it is listed as still being read, and every timeout
+/// still fires on time.
 #[derive(Debug)]
 pub struct Scanner {
     roots: Roots,
-    probes: HashMap<String, Cached<Signatures>>,
-    tables: HashMap<String, Cached<Option<PartitionTable>>>,
+    devices: HashMap<String, Tracked>,
 }
 
 impl Scanner {
     pub fn new(roots: Roots) -> Self {
-        Scanner { roots, probes: HashMap::new(), tables: HashMap::new() }
+        Scanner { roots, devices: HashMap::new() }
     }
 
-    /// Every block device now, sorted by name (disks and their partitions).
-    pub fn scan(&mut self) -> Result<Vec<Found>, ScanError> {
+    /// Every block device now, sorted by name (disks and their partitions); devices that have
+    /// not answered within `patience` are listed as still being read.
+    pub fn scan(&mut self, patience: Duration) -> Result<Vec<Found>, ScanError> {
         let entries = sys_entries(&self.roots.sys)?;
-        let mut found: Vec<Found> = entries.iter().map(|e| self.inspect(e)).collect();
-        for (i, e) in entries.iter().enumerate() {
-            let (Some(disk), Some(number)) = (&e.disk, e.partition) else { continue };
-            let Some(disk_entry) = entries.iter().find(|d| d.name == *disk) else { continue };
-            let partuuid = self.table(disk_entry).and_then(|t| t.partuuid(number).map(str::to_owned));
-            if let Some(f) = found.get_mut(i) {
-                f.partuuid = partuuid;
-            }
+        self.devices.retain(|name, _| entries.iter().any(|e| e.name == *name));
+        for e in entries.iter().filter(|e| e.identity.size != Some(0)) {
+            self.start_reading(e);
         }
-        Ok(found)
+        self.collect(Instant::now() + patience);
+        Ok(entries.iter().map(|e| self.found(e, &entries)).collect())
     }
 
     /// Polls every [`POLL_INTERVAL`] until each wanted device is found or its own timeout has
@@ -232,7 +255,7 @@ impl Scanner {
         let start = Instant::now();
         let mut results: Vec<Option<Result<Found, WaitError>>> = wanted.iter().map(|_| None).collect();
         loop {
-            let scanned = self.scan();
+            let scanned = self.scan(POLL_INTERVAL);
             let waited = start.elapsed();
             for (slot, w) in results.iter_mut().zip(wanted).filter(|(s, _)| s.is_none()) {
                 *slot = match &scanned {
@@ -259,8 +282,63 @@ impl Scanner {
         results.into_iter().flatten().collect()
     }
 
-    /// One device: its /sys facts, and its signatures (cached per identity).
-    fn inspect(&mut self, e: &SysEntry) -> Found {
+    /// Starts reading a device that is new, changed, or could not be opened last time.
+    fn start_reading(&mut self, e: &SysEntry) {
+        let current = self.devices.get(&e.name).filter(|t| t.identity == e.identity);
+        if current.is_some_and(|t| !matches!(&t.reading, Reading::Done(f) if f.retry)) {
+            return;
+        }
+        let job = ReadJob {
+            path: self.roots.dev.join(&e.devname),
+            devno: e.identity.devno,
+            allow_regular_files: self.roots.allow_regular_files,
+            // A disk's partition table is read with it: its partitions need the PARTUUIDs.
+            table_sector_size: e.partition.is_none().then(|| {
+                read_sys_u64(&e.dir.join("queue/logical_block_size"))
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(512)
+            }),
+        };
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new().name(format!("probe {}", e.name)).spawn(move || {
+            let _ = tx.send(job.run());
+        });
+        let reading = match spawned {
+            Ok(_) => Reading::Running(rx),
+            Err(err) => Reading::Done(Facts {
+                signatures: Err(format!("cannot start reading it: {err}")),
+                table: None,
+                retry: true,
+            }),
+        };
+        self.devices.insert(e.name.clone(), Tracked { identity: e.identity.clone(), reading });
+    }
+
+    /// Gathers the answers of running reads until `deadline`.
+    fn collect(&mut self, deadline: Instant) {
+        for (name, t) in &mut self.devices {
+            let Reading::Running(rx) = &t.reading else { continue };
+            let facts = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(facts) => facts,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    Facts { signatures: Err("reading it failed".to_owned()), table: None, retry: true }
+                }
+            };
+            log::debug!("probed {name}: {:?}", facts.signatures);
+            t.reading = Reading::Done(facts);
+        }
+    }
+
+    fn facts(&self, name: &str) -> Option<&Facts> {
+        match &self.devices.get(name)?.reading {
+            Reading::Done(f) => Some(f),
+            Reading::Running(_) => None,
+        }
+    }
+
+    /// What is known about one device, with its PARTUUID from its disk's table.
+    fn found(&self, e: &SysEntry, entries: &[SysEntry]) -> Found {
         let mut f = Found {
             name: e.name.clone(),
             path: self.roots.dev.join(&e.devname),
@@ -272,82 +350,82 @@ impl Scanner {
             conflicts: Vec::new(),
             partuuid: None,
             error: None,
+            reading: false,
         };
+        if let (Some(disk), Some(number)) = (&e.disk, e.partition) {
+            let disk_known = entries.iter().any(|d| d.name == *disk);
+            let table = self.facts(disk).filter(|_| disk_known).and_then(|d| d.table.as_ref());
+            f.partuuid = table.and_then(|t| t.partuuid(number)).map(str::to_owned);
+        }
         if f.is_empty() {
             return f;
         }
-        let signatures = match self.probes.get(&e.name).filter(|c| c.identity == e.identity) {
-            Some(c) => c.value.clone(),
-            None => match self.open(&f.path, e.identity.devno) {
-                Ok(file) => {
-                    let value = probe_file(file, &f.path);
-                    log::debug!("probed {}: {value:?}", e.name);
-                    self.probes.insert(
-                        e.name.clone(),
-                        Cached { identity: e.identity.clone(), value: value.clone() },
-                    );
-                    value
-                }
-                // Not cached: the node may simply not be there yet.
-                Err(err) => Err(err.to_string()),
-            },
-        };
-        match signatures {
-            Ok(mut all) if all.len() == 1 => f.probe = all.pop(),
-            Ok(all) => f.conflicts = all,
-            Err(err) => f.error = Some(err),
+        match self.facts(&e.name).map(|facts| &facts.signatures) {
+            None => f.reading = true,
+            Some(Ok(all)) if all.len() == 1 => f.probe = all.first().cloned(),
+            Some(Ok(all)) => f.conflicts.clone_from(all),
+            Some(Err(err)) => f.error = Some(err.clone()),
         }
         f
     }
+}
 
-    /// A disk's partition table (cached per identity like the probes).
-    fn table(&mut self, disk: &SysEntry) -> Option<&PartitionTable> {
-        let fresh = self.tables.get(&disk.name).is_some_and(|c| c.identity == disk.identity);
-        if !fresh {
-            let path = self.roots.dev.join(&disk.devname);
-            let file = self.open(&path, disk.identity.devno).ok()?;
-            let sector_size = read_sys_u64(&disk.dir.join("queue/logical_block_size"))
-                .and_then(|s| u32::try_from(s).ok())
-                .unwrap_or(512);
-            let table = ReaderSource::new(file)
-                .and_then(|mut src| probe::partition_table(&mut src, sector_size))
-                .unwrap_or_else(|err| {
-                    log::debug!("cannot read the partition table of {}: {err}", path.display());
-                    None
-                });
-            self.tables.insert(disk.name.clone(), Cached { identity: disk.identity.clone(), value: table });
-        }
-        self.tables.get(&disk.name)?.value.as_ref()
+/// Everything a probe thread needs to read one device.
+#[derive(Debug)]
+struct ReadJob {
+    path: PathBuf,
+    devno: Option<(u32, u32)>,
+    allow_regular_files: bool,
+    table_sector_size: Option<u32>,
+}
+
+impl ReadJob {
+    fn run(self) -> Facts {
+        let file = match self.open() {
+            Ok(file) => file,
+            Err(err) => return Facts { signatures: Err(err.to_string()), table: None, retry: true },
+        };
+        let mut src = match ReaderSource::new(file) {
+            Ok(src) => src,
+            Err(source) => {
+                let err = DeviceError::Read { path: self.path, source };
+                return Facts { signatures: Err(err.to_string()), table: None, retry: false };
+            }
+        };
+        let signatures = probe::probe_all(&mut src)
+            .map_err(|source| DeviceError::Read { path: self.path.clone(), source }.to_string());
+        let table = self.table_sector_size.and_then(|ss| {
+            probe::partition_table(&mut src, ss).unwrap_or_else(|err| {
+                log::debug!("cannot read the partition table of {}: {err}", self.path.display());
+                None
+            })
+        });
+        Facts { signatures, table, retry: false }
     }
 
     /// Opens a device node read-only without side effects (no controlling tty, no waiting for
     /// a medium) and checks that it is the device /sys describes.
-    fn open(&self, path: &Path, devno: Option<(u32, u32)>) -> Result<File, DeviceError> {
+    fn open(&self) -> Result<File, DeviceError> {
+        let path = &self.path;
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
         let fd = rustix::fs::open(path, flags, Mode::empty())
-            .map_err(|e| DeviceError::Open { path: path.to_owned(), source: e.into() })?;
+            .map_err(|e| DeviceError::Open { path: path.clone(), source: e.into() })?;
         let file = File::from(fd);
-        let meta = file.metadata().map_err(|e| DeviceError::Open { path: path.to_owned(), source: e })?;
+        let meta = file.metadata().map_err(|e| DeviceError::Open { path: path.clone(), source: e })?;
         if meta.file_type().is_block_device() {
             let found = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
-            match devno {
+            match self.devno {
                 Some(expected) if expected != found => {
-                    Err(DeviceError::Stale { path: path.to_owned(), expected, found })
+                    Err(DeviceError::Stale { path: path.clone(), expected, found })
                 }
                 _ => Ok(file),
             }
-        } else if meta.is_file() && self.roots.allow_regular_files {
+        } else if meta.is_file() && self.allow_regular_files {
             Ok(file)
         } else {
-            Err(DeviceError::NotBlockDevice { path: path.to_owned() })
+            Err(DeviceError::NotBlockDevice { path: path.clone() })
         }
     }
-}
-
-fn probe_file(file: File, path: &Path) -> Signatures {
-    ReaderSource::new(file)
-        .and_then(|mut src| probe::probe_all(&mut src))
-        .map_err(|source| DeviceError::Read { path: path.to_owned(), source }.to_string())
 }
 
 /// The device `spec` names among `devices`, if it is there. Several devices may share a UUID
@@ -393,6 +471,7 @@ fn with_path(device: Option<&Found>, node: &Path) -> Found {
         conflicts: Vec::new(),
         partuuid: None,
         error: None,
+        reading: false,
     });
     f.path = node.to_owned();
     f
@@ -567,6 +646,7 @@ mod tests {
             conflicts: Vec::new(),
             partuuid: partuuid.map(str::to_owned),
             error: None,
+            reading: false,
         }
     }
 
