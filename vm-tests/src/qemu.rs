@@ -74,11 +74,22 @@ impl Boot {
                 r.failures.len()
             ),
             Outcome::Stage2Garbled { error, .. } => format!("stage 2's line did not parse: {error}"),
-            Outcome::Failed { message, .. } => message.first().cloned().unwrap_or_default(),
+            Outcome::Failed { message, .. } => failure_text(message, 2),
             Outcome::Exited { status } => format!("QEMU exited ({status}) without a result"),
             Outcome::TimedOut => "no result before the timeout; QEMU killed".into(),
         }
     }
+}
+
+/// The first `lines` lines of a FAILED message as one line.
+pub fn failure_text(message: &[String], lines: usize) -> String {
+    let mut parts = message.iter().take(lines).map(|l| l.strip_prefix("lethe: ").unwrap_or(l).trim());
+    let mut text = parts.next().unwrap_or_default().to_owned();
+    for p in parts.filter(|p| !p.starts_with("hint:") && !p.starts_with("press ")) {
+        text.push(' ');
+        text.push_str(p);
+    }
+    text
 }
 
 /// Boots `spec` and reads its console until an outcome.
@@ -180,13 +191,15 @@ fn watch(r: &mut ConsoleReader, deadline: Instant) -> Option<Outcome> {
             // The rest of the message, up to the prompt (init then waits
             // for console input forever).
             let grace = (Instant::now() + FAILED_GRACE).min(deadline);
+            // Lines stage 1 wrote itself start with "lethe: "; their copies
+            // through the kernel log ("[    3.6] lethe: ...") are left out.
             while let Ok(l) = r.next(grace) {
-                let prompt = l.contains("lethe: press ");
-                if l.contains("lethe: ") {
+                if l.starts_with("lethe: ") {
+                    let prompt = l.starts_with("lethe: press ");
                     message.push(l);
-                }
-                if prompt {
-                    break;
+                    if prompt {
+                        break;
+                    }
                 }
             }
             return Some(Outcome::Failed { step, message });
@@ -281,6 +294,7 @@ mod tests {
             "[    1.2] random: lethe: FAILED at config: invalid config /etc/lethe/config.json:",
             "lethe:   mounts./persist.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"persist\"",
             "[    1.3] unrelated kernel line",
+            "[    1.3] lethe:   mounts./persist.device: (the kernel log's copy)",
             "lethe: hint: fix the configuration",
             "lethe: press r then Enter to retry, c to continue without this step",
             "lethe: never read",
@@ -291,6 +305,10 @@ mod tests {
         };
         assert_eq!(step, "config");
         assert_eq!(message.len(), 4, "{message:#?}");
+        assert_eq!(
+            failure_text(&message, 2),
+            "FAILED at config: invalid config /etc/lethe/config.json: mounts./persist.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"persist\""
+        );
         assert!(message[0].starts_with("lethe: FAILED at config: invalid config"));
         assert!(message[1].contains("mounts./persist.device"));
     }
