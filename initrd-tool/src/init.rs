@@ -14,6 +14,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 
 use crate::cmdline::Cmdline;
 use crate::config::{self, Config};
+use crate::devices;
 use crate::devspec::DeviceSpec;
 use crate::log::{self, Timings};
 use crate::{mountopts, switch_root};
@@ -208,8 +209,41 @@ impl Boot {
         Err(Failure::new("kernel module loading is not available in this build yet", "report this"))
     }
 
+    /// Waits for every device the root and the mounts name, all at once,
+    /// each up to its own timeout.
     fn find_devices(&mut self) -> StepResult {
-        Err(Failure::new("device discovery is not available in this build yet", "report this"))
+        let cfg = self.config()?;
+        let mut wanted: Vec<devices::Wanted> = Vec::new();
+        let root = cfg.root.iter().filter_map(|r| {
+            Some((r.device.clone()?, r.timeout.map_or(config::DEFAULT_TIMEOUT, Duration::from_secs)))
+        });
+        let mounts = cfg.mount_plan().into_iter().filter_map(|m| Some((m.device?, m.timeout)));
+        for (spec, timeout) in root.chain(mounts) {
+            if !wanted.iter().any(|w| w.spec == spec) && !self.devices.iter().any(|(s, _)| *s == spec) {
+                wanted.push(devices::Wanted { spec, timeout });
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for (w, found) in wanted.iter().zip(devices::wait_for(&wanted, &devices::Roots::system())) {
+            match found {
+                Ok(f) => {
+                    log::debug(&format!("{} is {} ({})", w.spec, f.path.display(), describe_probe(&f)));
+                    self.devices.push((w.spec.clone(), f.path));
+                }
+                Err(e) => missing.push(e.to_string()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                missing.join("\n"),
+                "plug the device in and retry, or fix the device in the configuration",
+            ))
+        }
     }
 
     fn resume(&mut self) -> StepResult {
@@ -401,6 +435,10 @@ fn mount(device: Option<&Path>, target: &Path, fs_type: &str, options: &[String]
     let _ = rustix::mount::mount_change(target, MountPropagationFlags::PRIVATE);
     log::debug(&format!("mounted {} ({fs_type}) on {}", source.display(), target.display()));
     Ok(())
+}
+
+fn describe_probe(f: &devices::Found) -> String {
+    f.probe.as_ref().map_or_else(|| "no file system".to_owned(), |p| p.to_string())
 }
 
 fn cstring(s: &str) -> Result<std::ffi::CString, Failure> {
