@@ -4,6 +4,7 @@
 //! binary that runs inside the guest; the other modules run on the host.
 
 pub mod artifacts;
+pub mod debian;
 pub mod error;
 pub mod expect;
 pub mod host;

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use vm_tests::debian::DebianMachine;
 use vm_tests::error::Error;
-use vm_tests::qemu::Boot;
-use vm_tests::report::{self, Bench, BootTimes, Stats};
+use vm_tests::expect::Report;
+use vm_tests::qemu::{Boot, Outcome};
+use vm_tests::report::{self, Bench, BootTimes, DebianBench, Stats};
 use vm_tests::scenarios::{self, Harness, Machine, Scenario, ScenarioResult};
 
 /// Boots lethe's own stage 1 in QEMU (Debian's kernel, real ext4 images)
@@ -26,7 +28,7 @@ struct Cli {
 enum Cmd {
     /// Runs one scenario, or `all`; prints a summary and exits non-zero on a failure.
     Run {
-        /// plain-tmpfs, bad-config, missing-device or all.
+        /// plain-tmpfs, bad-config, missing-device, dry-run, or all.
         name: String,
         /// Prints every serial console as it arrives.
         #[arg(long, short)]
@@ -44,6 +46,10 @@ enum Cmd {
         /// Prints JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also boots the same kernel as often through Debian's own initramfs
+        /// (initramfs-tools) onto an ext4 root, for comparison.
+        #[arg(long)]
+        compare_debian: bool,
     },
 }
 
@@ -57,7 +63,7 @@ fn main() -> ExitCode {
         }
         Cmd::Run { name, verbose } => run(&name, verbose),
         Cmd::Demo => demo(),
-        Cmd::Bench { runs, json } => bench(runs as usize, json),
+        Cmd::Bench { runs, json, compare_debian } => bench(runs as usize, json, compare_debian),
     }
 }
 
@@ -181,7 +187,7 @@ fn demo() -> ExitCode {
     if r.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn bench(runs: usize, json: bool) -> ExitCode {
+fn bench(runs: usize, json: bool, compare_debian: bool) -> ExitCode {
     let result = (|| -> Result<(Bench, Vec<String>), Error> {
         let h = setup()?;
         let dir = h.dir("bench")?;
@@ -200,13 +206,17 @@ fn bench(runs: usize, json: bool) -> ExitCode {
                 boot.elapsed.as_secs_f64()
             );
             scenarios::check_plain_boot(&mut r, n as u64, &boot);
+            let reached_stage2 = matches!(boot.outcome, Outcome::Stage2(_));
             r.boots.push((format!("boot {n}"), boot));
+            if !reached_stage2 {
+                break; // the next boots could only repeat this failure
+            }
         }
         let times = boot_times(&r);
         let stat = |f: &dyn Fn(&BootTimes) -> Option<f64>| {
             Stats::of(&times.iter().filter_map(f).collect::<Vec<_>>())
         };
-        let bench = Bench {
+        let mut bench = Bench {
             scenario: Scenario::PlainTmpfs.name(),
             runs,
             kernel: h.kernel.version.clone(),
@@ -215,8 +225,12 @@ fn bench(runs: usize, json: bool) -> ExitCode {
             stage1_s: stat(&|b| b.stage2_at_s),
             kernel_to_init_s: stat(&|b| Some(b.timings.as_ref()?.kernel_uptime_ms_at_start / 1e3)),
             init_ms: stat(&|b| Some(b.timings.as_ref()?.total_ms)),
-            host_boot_s: Stats::of(&r.boots.iter().map(|(_, b)| b.elapsed.as_secs_f64()).collect::<Vec<_>>()),
+            host_boot_s: host_times(&r.boots),
+            debian: None,
         };
+        if compare_debian {
+            bench.debian = Some(bench_debian(&h, runs, &mut r.findings)?);
+        }
         Ok((bench, r.findings))
     })();
     match result {
@@ -242,4 +256,34 @@ fn bench(runs: usize, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn host_times(boots: &[(String, Boot)]) -> Option<Stats> {
+    Stats::of(&boots.iter().map(|(_, b)| b.elapsed.as_secs_f64()).collect::<Vec<_>>())
+}
+
+/// `runs` boots through Debian's initramfs; a boot that does not reach
+/// stage 2 is a finding.
+fn bench_debian(h: &Harness, runs: usize, findings: &mut Vec<String>) -> Result<DebianBench, Error> {
+    let m = DebianMachine::prepare(h, &h.dir("bench-debian")?)?;
+    let mut boots = Vec::new();
+    let mut stage1 = Vec::new();
+    for n in 1..=runs {
+        let boot = m.boot(h, &format!("debian boot {n}"))?;
+        eprintln!(
+            "bench: Debian's initramfs, boot {n}/{runs}: {} [{:.1} s host]",
+            boot.summary(),
+            boot.elapsed.as_secs_f64()
+        );
+        match &boot.outcome {
+            Outcome::Stage2(Report { uptime_s: Some(u), .. }) => stage1.push(*u),
+            _ => findings.push(format!("Debian's initramfs, boot {n}: {}", boot.summary())),
+        }
+        boots.push((format!("debian boot {n}"), boot));
+    }
+    Ok(DebianBench {
+        initramfs_bytes: m.initramfs_bytes,
+        stage1_s: Stats::of(&stage1),
+        host_boot_s: host_times(&boots),
+    })
 }

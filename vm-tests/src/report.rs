@@ -92,6 +92,18 @@ pub struct Bench {
     pub init_ms: Option<Stats>,
     /// Host wall time per boot, QEMU start to stage 2's line.
     pub host_boot_s: Option<Stats>,
+    /// The same kernel through Debian's initramfs-tools (`--compare-debian`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debian: Option<DebianBench>,
+}
+
+/// Debian's initramfs on the same kernel, mounting an ext4 root by label.
+#[derive(Debug, Clone, Serialize)]
+pub struct DebianBench {
+    pub initramfs_bytes: u64,
+    /// Kernel start to the exec of init on the root.
+    pub stage1_s: Option<Stats>,
+    pub host_boot_s: Option<Stats>,
 }
 
 impl Bench {
@@ -114,20 +126,34 @@ impl Bench {
             ("lethe init -> exec of stage 2", &self.init_ms, true),
             ("host wall time per boot", &self.host_boot_s, false),
         ] {
-            let _ = write!(out, "  {name:<42}");
-            match stats {
-                Some(s) => {
-                    for v in [s.median, s.min, s.max] {
-                        let cell = if in_ms { format!("{v:.1} ms") } else { format!("{v:.3} s") };
-                        let _ = write!(out, "{cell:>10}");
-                    }
-                }
-                None => out.push_str("         -"),
-            }
-            out.push('\n');
+            row(&mut out, name, stats, in_ms);
+        }
+        if let Some(d) = &self.debian {
+            let _ = writeln!(
+                out,
+                "Debian's initramfs-tools, same kernel, ext4 root by label (initramfs {} bytes):",
+                d.initramfs_bytes
+            );
+            row(&mut out, "kernel start -> exec of init", &d.stage1_s, false);
+            row(&mut out, "host wall time per boot", &d.host_boot_s, false);
         }
         out
     }
+}
+
+/// One statistics row: median, min, max.
+fn row(out: &mut String, name: &str, stats: &Option<Stats>, in_ms: bool) {
+    let _ = write!(out, "  {name:<42}");
+    match stats {
+        Some(s) => {
+            for v in [s.median, s.min, s.max] {
+                let cell = if in_ms { format!("{v:.1} ms") } else { format!("{v:.3} s") };
+                let _ = write!(out, "{cell:>10}");
+            }
+        }
+        None => out.push_str("         -"),
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

@@ -78,13 +78,38 @@ impl Harness {
     /// Boots `initrd` with `disks`; `echo` prints the console live, after
     /// a header naming the boot.
     pub fn boot(&self, label: &str, initrd: &Path, disks: &[PathBuf], echo: Option<&str>) -> Result<Boot> {
+        self.boot_with(label, initrd, disks, "", echo)
+    }
+
+    /// [`Harness::boot`] with `switches` added to the kernel command line.
+    pub fn boot_with(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        switches: &str,
+        echo: Option<&str>,
+    ) -> Result<Boot> {
+        let cmdline = format!("{CMDLINE} {switches}");
+        self.boot_cmdline(label, initrd, disks, cmdline.trim_end(), echo)
+    }
+
+    /// Boots with a whole kernel command line of its own.
+    pub fn boot_cmdline(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        cmdline: &str,
+        echo: Option<&str>,
+    ) -> Result<Boot> {
         if echo.is_some() {
             println!("\n---- {label}: serial console ----");
         }
         qemu::boot(&BootSpec {
             kernel: self.kernel.image.clone(),
             initrd: initrd.to_path_buf(),
-            append: CMDLINE.into(),
+            append: cmdline.to_owned(),
             disks: disks.to_vec(),
             accel: self.accel,
             timeout: self.timeout,
@@ -99,16 +124,19 @@ pub enum Scenario {
     PlainTmpfs,
     BadConfig,
     MissingDevice,
+    DryRun,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::PlainTmpfs, Scenario::BadConfig, Scenario::MissingDevice];
+    pub const ALL: [Scenario; 4] =
+        [Scenario::PlainTmpfs, Scenario::BadConfig, Scenario::MissingDevice, Scenario::DryRun];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::PlainTmpfs => "plain-tmpfs",
             Scenario::BadConfig => "bad-config",
             Scenario::MissingDevice => "missing-device",
+            Scenario::DryRun => "dry-run",
         }
     }
 
@@ -120,6 +148,9 @@ impl Scenario {
             Scenario::BadConfig => "an invalid config is refused before any disk is touched",
             Scenario::MissingDevice => {
                 "/persist's device, then the root device, never appears: a clear message after 3 s"
+            }
+            Scenario::DryRun => {
+                "lethe.dry-run plans the plain machine's boot, changes no disk and stops before switch_root"
             }
         }
     }
@@ -136,6 +167,7 @@ impl Scenario {
             Scenario::PlainTmpfs => plain_tmpfs(h, echo, &mut r),
             Scenario::BadConfig => bad_config(h, echo, &mut r),
             Scenario::MissingDevice => missing_device(h, echo, &mut r),
+            Scenario::DryRun => dry_run(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
@@ -433,6 +465,37 @@ fn missing_device(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Re
         }
         r.boots.push((label.into(), boot));
     }
+    Ok(())
+}
+
+/// dry-run: `lethe.dry-run` finds the devices and plans every mount, then
+/// stops before switch_root; no disk changes, no ext4 is mounted.
+fn dry_run(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Result<()> {
+    let dir = h.dir(Scenario::DryRun.name())?;
+    let m = Machine::prepare(h, &dir, &plain_config(), false)?;
+    let before = digests(&m.disks)?;
+    let boot = h.boot_with("lethe.dry-run", &m.initrd, &m.disks, "lethe.dry-run", echo)?;
+    let after = digests(&m.disks)?;
+    match &boot.outcome {
+        Outcome::Failed { step, message } => {
+            let text = qemu::failure_text(message, usize::MAX);
+            r.check(step == "switch-root" && text.contains("dry run"), || {
+                format!("expected stage 1 to stop before switch_root for the dry run, got: {text}")
+            });
+        }
+        _ => r.findings.push(format!("expected a stop before switch_root, got: {}", boot.summary())),
+    }
+    for target in ["/sysroot/persist", "/sysroot/nix"] {
+        r.check(
+            boot.console.iter().any(|l| l.starts_with("lethe: dry run: would mount") && l.ends_with(target)),
+            || format!("the console shows no `dry run: would mount ... at {target}` line"),
+        );
+    }
+    for ((disk, b), a) in m.disks.iter().zip(&before).zip(&after) {
+        r.check(a == b, || format!("{} changed during the dry run (sha256 {b} -> {a})", disk.display()));
+    }
+    r.check(!boot.console_has("EXT4-fs (vd"), || "the kernel mounted an ext4 disk during the dry run".into());
+    r.boots.push(("lethe.dry-run".into(), boot));
     Ok(())
 }
 
