@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing lethe needs on Debian 12, idempotently:
-# Debian packages, the musl and nightly Rust toolchains, cargo-fuzz.
+# Debian packages (the VM tests' QEMU and kernel too), the musl and nightly
+# Rust toolchains, cargo-fuzz.
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root (it installs Debian packages)" >&2; exit 1; }
@@ -12,10 +13,24 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The VM tests (vm-tests/): QEMU, Debian's kernel and its modules to boot,
+# and the tools that make the disk images (without recommends: no GUI, no
+# firmware bundles).
+vm_packages=(qemu-system-x86 linux-image-amd64 e2fsprogs btrfs-progs dosfstools cpio)
+vm_missing=()
+for p in "${vm_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#vm_missing[@]} -gt 0 ]; then
+  apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
-  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#vm_missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install --no-install-recommends ${vm_missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null
 fi
 
 # Rust: rustup's stable toolchain with the static musl target, and nightly

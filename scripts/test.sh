@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as root: formatting and lints, unit tests, the root
 # integration tests (real mounts in private namespaces), a static musl build,
-# a short run of every fuzz target, and the benchmarks (figures printed).
+# a short run of every fuzz target, the VM scenarios (QEMU booting lethe's
+# stage 1 on Debian's kernel), and the benchmarks (figures printed).
 # With CI=true a missing capability fails instead of being skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CI="${CI:-false}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+vmlog=$(mktemp)
+trap 'rm -f "$log" "$vmlog"' EXIT
 
 section() { printf '\n==> %s\n' "$*"; }
 
@@ -23,7 +25,7 @@ cargo test --locked --workspace 2>&1 | tee "$log"
 
 section "static build (x86_64-unknown-linux-musl, release)"
 cargo build --locked --release --target x86_64-unknown-linux-musl --workspace
-for b in persist-bind initrd-tool; do
+for b in persist-bind initrd-tool lethe-stage2; do
   f=target/x86_64-unknown-linux-musl/release/$b
   # A static binary asks for no program interpreter (no ld.so, no libc.so).
   if readelf -l "$f" | grep -q "program interpreter"; then echo "$b is dynamically linked" >&2; exit 1; fi
@@ -33,6 +35,9 @@ done
 section "fuzz (${FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh
 
+section "VM tests (QEMU, Debian's kernel, real disk images)"
+cargo run --locked -p vm-tests --release -- run all 2>&1 | tee "$vmlog"
+
 section "benchmarks"
 cargo bench --locked -p persist-bind --bench apply -- --quick
 
@@ -40,3 +45,4 @@ passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4}
 failed=$(grep '^test result' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
 echo
 echo "tests: $passed passed, $failed failed"
+grep -E '^vm-tests: [0-9]+ passed' "$vmlog"
