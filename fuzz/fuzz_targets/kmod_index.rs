@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let mut seen = HashSet::new();
     for line in files.alias.lines() {
         let mut it = line.split_whitespace();
-        if let (Some("alias"), Some(pattern), Some(module), None) = (it.next(), it.next(), it.next(), it.next())
+        if let (Some("alias"), Some(pattern), Some(module), None) =
+            (it.next(), it.next(), it.next(), it.next())
             && fnmatch(pattern.as_bytes(), modalias.as_bytes())
             && seen.insert(ModuleName::new(module))
         {

@@ -306,18 +306,17 @@ fn wanted_modules(
     wanted.extend(opts.add_modules.iter().cloned());
     if opts.host_modaliases {
         let aliases = kmod::modaliases(Path::new("/sys"));
-        let before = wanted.len();
+        let mut host: Vec<String> = Vec::new();
         for alias in &aliases {
             // The aliases of a consistent index only name modules it has; skip any that do not.
-            wanted.extend(
-                index
-                    .modules_for_alias(alias)
-                    .into_iter()
-                    .filter(|m| index.has_module(m.as_str()))
-                    .map(|m| m.to_string()),
-            );
+            for m in index.modules_for_alias(alias) {
+                if index.has_module(m.as_str()) && !host.iter().any(|h| h == m.as_str()) {
+                    host.push(m.to_string());
+                }
+            }
         }
-        notes.push(format!("{} host modaliases asked for {} modules", aliases.len(), wanted.len() - before));
+        notes.push(format!("{} host modaliases ask for {} modules", aliases.len(), host.len()));
+        wanted.extend(host);
     }
     wanted
 }
