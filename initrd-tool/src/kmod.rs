@@ -83,22 +83,24 @@ pub enum KmodError {
     Unknown { name: String, dir: PathBuf },
     #[error("opening kernel module {name} ({}): {source}", path.display())]
     Open { name: ModuleName, path: PathBuf, source: std::io::Error },
-    #[error("loading kernel module {name} ({}): {errno}{}", path.display(), errno_hint(*errno))]
+    #[error("loading kernel module {name} ({}): {errno}{}", path.display(), errno_hint(*errno, path))]
     Load { name: ModuleName, path: PathBuf, errno: rustix::io::Errno },
 }
 
 /// What an errno from finit_module usually means, for the one console message.
-fn errno_hint(e: rustix::io::Errno) -> &'static str {
+fn errno_hint(e: rustix::io::Errno, path: &Path) -> &'static str {
     use rustix::io::Errno;
+    let compressed = path.extension().is_some_and(|x| x != "ko");
     match e {
         Errno::NOEXEC => " (not a module for this kernel: wrong kernel version or a damaged file?)",
         Errno::NOENT => " (unknown symbol: a dependency is missing or was built for another kernel)",
         Errno::PERM => " (refused: module signature, kernel lockdown, or not running as root)",
         Errno::KEYREJECTED | Errno::BADMSG => " (module signature rejected)",
         Errno::NODEV => " (no device for this driver here)",
-        Errno::OPNOTSUPP | Errno::INVAL => {
+        Errno::OPNOTSUPP | Errno::INVAL if compressed => {
             " (a compressed module needs a kernel with CONFIG_MODULE_DECOMPRESS)"
         }
+        Errno::INVAL => " (invalid module file or parameters)",
         _ => "",
     }
 }
@@ -139,6 +141,8 @@ struct Entry {
 #[derive(Debug, Default, Clone)]
 struct SoftDeps {
     pre: Vec<String>,
+    /// Kept for the subset mkinitrd writes; not loaded: modprobe loads these after the module,
+    /// and none is needed to find or mount a root (ipmi_devintf, vfio_iommu_type1, ...).
     post: Vec<String>,
 }
 
