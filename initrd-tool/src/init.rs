@@ -14,9 +14,9 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 
 use crate::cmdline::Cmdline;
 use crate::config::{self, Config};
-use crate::devices;
 use crate::devspec::DeviceSpec;
 use crate::log::{self, Timings};
+use crate::{devices, kmod};
 use crate::{mountopts, switch_root};
 
 /// Where the new root is assembled.
@@ -205,8 +205,36 @@ impl Boot {
         Ok(())
     }
 
+    /// Loads the configured modules (with their dependencies), then what
+    /// the devices under /sys ask for (coldplug).
     fn modules(&mut self) -> StepResult {
-        Err(Failure::new("kernel module loading is not available in this build yet", "report this"))
+        let cfg = self.config()?;
+        let (names, coldplug) = (cfg.modules.load.clone(), cfg.modules.coldplug);
+        if names.is_empty() && !coldplug {
+            return Ok(());
+        }
+        let index = kmod::ModuleIndex::load_running().map_err(|e| {
+            Failure::new(format!("kernel modules: {e}"), "rebuild the initramfs for this kernel")
+        })?;
+        let mut report = kmod::LoadReport::default();
+        kmod::load(&index, &names, &mut report).map_err(|e| {
+            Failure::new(
+                format!("kernel modules: {e}"),
+                "check modules.load, and that the initramfs carries them",
+            )
+        })?;
+        if coldplug {
+            let s = kmod::Coldplug::new().run(&index, Path::new("/sys"), &mut report);
+            log::debug(&format!(
+                "coldplug: {} modaliases, {} modules loaded, {} failed, {} passes",
+                s.modaliases, s.loaded, s.failed, s.passes
+            ));
+        }
+        for r in report.modules.iter().filter(|r| r.outcome == kmod::Outcome::Failed) {
+            log::warn(&format!("module {}: {}", r.name, r.error.as_deref().unwrap_or("failed")));
+        }
+        log::debug(&format!("{} modules loaded", report.count(kmod::Outcome::Loaded)));
+        Ok(())
     }
 
     /// Waits for every device the root and the mounts name, all at once,
