@@ -255,6 +255,10 @@ impl ModuleIndex {
         if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") || rel.contains('\0') {
             return Err(format!("{p:?} is not a plain relative path"));
         }
+        // Dependencies are separated by white space, so such a path could never be one.
+        if rel.contains(char::is_whitespace) {
+            return Err(format!("{p:?} contains white space"));
+        }
         // Written back as a line of its own, it would read as a comment.
         if rel.starts_with('#') {
             return Err(format!("{p:?} starts with `#`"));
@@ -1055,7 +1059,7 @@ softdep btrfs pre: blake2b-256 post: nothing
         let ix = ModuleIndex::parse(
             PathBuf::from("/lib/modules/x"),
             &IndexFiles {
-                dep: "no colon here\n../evil.ko:\n/etc/passwd.ko:\n/lib/modules/x/#.ko:\n/lib/modules/x/kernel/a.ko: kernel/b.ko kernel/gone.ko\n\
+                dep: "no colon here\n../evil.ko:\n/etc/passwd.ko:\n/lib/modules/x/#.ko:\n/lib/modules/x/ .ko:\n/lib/modules/x/kernel/a.ko: kernel/b.ko kernel/gone.ko\n\
                       kernel/b.ko:\nkernel/a.ko:\nkernel/c.txt:\nkernel//d.ko:\n\u{fffd}:\n"
                     .into(),
                 alias: "alias onlytwo\nalias a b c\nnot an alias line\nalias x a\n".into(),
@@ -1064,7 +1068,7 @@ softdep btrfs pre: blake2b-256 post: nothing
             },
         );
         let w: Vec<String> = ix.warnings().iter().map(|w| w.to_string()).collect();
-        assert_eq!(w.len(), 15, "{w:#?}");
+        assert_eq!(w.len(), 16, "{w:#?}");
         assert!(w[0].starts_with("modules.dep line 1:"), "{w:?}");
         assert_eq!(ix.len(), 2);
         assert_eq!(names(&ix.closure(&["a"]).unwrap()), ["b", "a"]);
