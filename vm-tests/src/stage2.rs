@@ -52,6 +52,24 @@ pub fn run(expect: &Expectations, root: &Path, observed: Observed) -> Report {
     }
 }
 
+/// Before power-off, as systemd-shutdown does: unmounts every mount of a
+/// block device, children first, or remounts it read-only when it is busy
+/// (the file system holding this binary), so the disks are clean for the
+/// next boot and for the host's debugfs. Returns what could not be done.
+pub fn unmount_disks(mountinfo: &str) -> Vec<String> {
+    use rustix::mount::{MountFlags, UnmountFlags};
+    let mut failures = Vec::new();
+    for m in mountinfo::parse(mountinfo).iter().rev().filter(|m| m.source.starts_with("/dev/")) {
+        if rustix::mount::unmount(m.mount_point.as_str(), UnmountFlags::empty()).is_ok() {
+            continue;
+        }
+        if let Err(e) = rustix::mount::mount_remount(m.mount_point.as_str(), MountFlags::RDONLY, "") {
+            failures.push(format!("{}: can neither unmount nor remount read-only: {e}", m.mount_point));
+        }
+    }
+    failures
+}
+
 /// `root` joined with an absolute guest path.
 fn beneath(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
 
-    let report = match load_expectations() {
+    let mut report = match load_expectations() {
         Ok(expect) => stage2::run(&expect, Path::new("/"), observed),
         Err(e) => {
             observed.failures.push(e);
@@ -61,6 +61,13 @@ fn main() -> ExitCode {
 
     // Keep kernel messages from splitting the result line on the console.
     let _ = std::fs::write("/proc/sys/kernel/printk", "1");
+    rustix::fs::sync();
+    if pid1 {
+        match std::fs::read_to_string("/proc/self/mountinfo") {
+            Ok(m) => report.failures.extend(stage2::unmount_disks(&m)),
+            Err(e) => report.failures.push(format!("cannot read /proc/self/mountinfo to unmount: {e}")),
+        }
+    }
     print_line(&report.to_console_line());
     rustix::fs::sync();
     if pid1 {
