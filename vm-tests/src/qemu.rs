@@ -76,6 +76,9 @@ impl Boot {
             Outcome::Stage2Garbled { error, .. } => format!("stage 2's line did not parse: {error}"),
             Outcome::Failed { message, .. } => failure_text(message, 2),
             Outcome::Exited { status } => format!("QEMU exited ({status}) without a result"),
+            Outcome::TimedOut if self.console.is_empty() => {
+                "not one console line before the timeout (the kernel did not start?); QEMU killed".into()
+            }
             Outcome::TimedOut => "no result before the timeout; QEMU killed".into(),
         }
     }
