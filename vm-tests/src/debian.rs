@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::expect::Expectations;
+use crate::harness::Harness;
 use crate::images::{self, Staging};
 use crate::qemu::Boot;
-use crate::scenarios::Harness;
 
 /// Where stage 2 lies on the root image (init= for Debian's initramfs).
 const STAGE2: &str = "/lethe-stage2";

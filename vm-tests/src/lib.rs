@@ -4,11 +4,14 @@
 //! binary that runs inside the guest; the other modules run on the host.
 
 pub mod artifacts;
+pub mod bench;
 pub mod debian;
 pub mod error;
 pub mod expect;
+pub mod harness;
 pub mod host;
 pub mod images;
+pub mod machine;
 pub mod mountinfo;
 pub mod qemu;
 pub mod report;

@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use vm_tests::debian::DebianMachine;
 use vm_tests::error::Error;
-use vm_tests::expect::Report;
-use vm_tests::qemu::{Boot, Outcome};
-use vm_tests::report::{self, Bench, BootTimes, DebianBench, Stats};
-use vm_tests::scenarios::{self, Harness, Machine, Scenario, ScenarioResult};
+use vm_tests::harness::{self, Harness};
+use vm_tests::qemu::Boot;
+use vm_tests::report;
+use vm_tests::scenarios::{Scenario, ScenarioResult};
 
 /// Boots lethe's own stage 1 in QEMU (Debian's kernel, real ext4 images)
 /// and checks what the test stage 2 reports. Run as root.
@@ -143,18 +142,6 @@ fn print_console(label: &str, b: &Boot) {
     }
 }
 
-fn boot_times(r: &ScenarioResult) -> Vec<BootTimes> {
-    r.boots
-        .iter()
-        .zip(r.reports())
-        .map(|((label, _), rep)| BootTimes {
-            label: label.clone(),
-            stage2_at_s: rep.and_then(|r| r.uptime_s),
-            timings: rep.and_then(scenarios::timings),
-        })
-        .collect()
-}
-
 fn demo() -> ExitCode {
     let h = match setup() {
         Ok(h) => h,
@@ -165,7 +152,7 @@ fn demo() -> ExitCode {
     };
     let s = Scenario::PlainTmpfs;
     println!("demo: {}: {}", s.name(), s.about());
-    println!("kernel command line: {}", scenarios::CMDLINE);
+    println!("kernel command line: {}", harness::CMDLINE);
     let r = s.run(&h, Some(""));
     println!("\n---- results ----");
     print_result(&r, true);
@@ -183,56 +170,12 @@ fn demo() -> ExitCode {
     if let Some(bytes) = r.initramfs_bytes {
         println!("\ninitramfs: {bytes} bytes (kernel {}, accel {})", h.kernel.version, h.accel);
     }
-    println!("\n{}", report::timing_table(&boot_times(&r)));
+    println!("\n{}", report::timing_table(&vm_tests::bench::boot_times(&r)));
     if r.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn bench(runs: usize, json: bool, compare_debian: bool) -> ExitCode {
-    let result = (|| -> Result<(Bench, Vec<String>), Error> {
-        let h = setup()?;
-        let dir = h.dir("bench")?;
-        let m = Machine::prepare(&h, &dir, &scenarios::plain_config(), false)?;
-        let mut r = ScenarioResult {
-            scenario: Scenario::PlainTmpfs,
-            boots: Vec::new(),
-            findings: Vec::new(),
-            initramfs_bytes: Some(m.initramfs_bytes),
-        };
-        for n in 1..=runs {
-            let boot = h.boot(&format!("boot {n}"), &m.initrd, &m.disks, None)?;
-            eprintln!(
-                "bench: boot {n}/{runs}: {} [{:.1} s host]",
-                boot.summary(),
-                boot.elapsed.as_secs_f64()
-            );
-            scenarios::check_plain_boot(&mut r, n as u64, &boot);
-            let reached_stage2 = matches!(boot.outcome, Outcome::Stage2(_));
-            r.boots.push((format!("boot {n}"), boot));
-            if !reached_stage2 {
-                break; // the next boots could only repeat this failure
-            }
-        }
-        let times = boot_times(&r);
-        let stat = |f: &dyn Fn(&BootTimes) -> Option<f64>| {
-            Stats::of(&times.iter().filter_map(f).collect::<Vec<_>>())
-        };
-        let mut bench = Bench {
-            scenario: Scenario::PlainTmpfs.name(),
-            runs,
-            kernel: h.kernel.version.clone(),
-            accel: h.accel.to_string(),
-            initramfs_bytes: m.initramfs_bytes,
-            stage1_s: stat(&|b| b.stage2_at_s),
-            kernel_to_init_s: stat(&|b| Some(b.timings.as_ref()?.kernel_uptime_ms_at_start / 1e3)),
-            init_ms: stat(&|b| Some(b.timings.as_ref()?.total_ms)),
-            host_boot_s: host_times(&r.boots),
-            debian: None,
-        };
-        if compare_debian {
-            bench.debian = Some(bench_debian(&h, runs, &mut r.findings)?);
-        }
-        Ok((bench, r.findings))
-    })();
+    let result = setup().and_then(|h| vm_tests::bench::run(&h, runs, compare_debian));
     match result {
         Ok((bench, findings)) => {
             if json {
@@ -256,34 +199,4 @@ fn bench(runs: usize, json: bool, compare_debian: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn host_times(boots: &[(String, Boot)]) -> Option<Stats> {
-    Stats::of(&boots.iter().map(|(_, b)| b.elapsed.as_secs_f64()).collect::<Vec<_>>())
-}
-
-/// `runs` boots through Debian's initramfs; a boot that does not reach
-/// stage 2 is a finding.
-fn bench_debian(h: &Harness, runs: usize, findings: &mut Vec<String>) -> Result<DebianBench, Error> {
-    let m = DebianMachine::prepare(h, &h.dir("bench-debian")?)?;
-    let mut boots = Vec::new();
-    let mut stage1 = Vec::new();
-    for n in 1..=runs {
-        let boot = m.boot(h, &format!("debian boot {n}"))?;
-        eprintln!(
-            "bench: Debian's initramfs, boot {n}/{runs}: {} [{:.1} s host]",
-            boot.summary(),
-            boot.elapsed.as_secs_f64()
-        );
-        match &boot.outcome {
-            Outcome::Stage2(Report { uptime_s: Some(u), .. }) => stage1.push(*u),
-            _ => findings.push(format!("Debian's initramfs, boot {n}: {}", boot.summary())),
-        }
-        boots.push((format!("debian boot {n}"), boot));
-    }
-    Ok(DebianBench {
-        initramfs_bytes: m.initramfs_bytes,
-        stage1_s: Stats::of(&stage1),
-        host_boot_s: host_times(&boots),
-    })
 }

@@ -6,117 +6,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::json;
 
-use crate::artifacts::{self, Binaries, InitrdSpec};
 use crate::error::{self, Context, Result};
-use crate::expect::{
-    Expectations, Kind, MACHINE_ID_UNINITIALIZED, MachineIdExpectation, MountExpectation, MountKind,
-    PathExpectation, Report, Timings, UserFile,
-};
-use crate::host::{self, Accel, Kernel};
-use crate::images::{self, Staging};
-use crate::qemu::{self, Boot, BootSpec, Outcome};
+use crate::expect::{MACHINE_ID_UNINITIALIZED, Report, Timings};
+use crate::harness::Harness;
+use crate::images;
+use crate::machine::{BOOT_COUNTER, MACHINE_ID, Machine, USER_FILE, plain_config};
+use crate::qemu::{self, Boot, Outcome};
 
-/// The stage 2 every scenario boots into (on the nix image).
-pub const STAGE2: &str = "/nix/store/lethe-stage2";
-/// The kernel command line (plus per-boot switches).
-pub const CMDLINE: &str = "console=ttyS0 init=/nix/store/lethe-stage2 panic=-1 lethe.log=debug";
 /// The line stage 1 prints just before it execs stage 2.
 pub const SWITCH_ROOT_LINE: &str = "lethe: switch_root to /sysroot, exec /nix/store/lethe-stage2";
-
-const ALICE: u32 = 1000;
-const USERS: u32 = 100;
-/// The id stage 2 commits over "uninitialized" on the first boot.
-pub const MACHINE_ID: &str = "5e7a1e7e5e7a1e7e5e7a1e7e5e7a1e7e";
-const HOST_KEY: &str = "lethe-vm-tests ssh host key (not a real key)\n";
-const HOST_KEY_PUB: &str = "ssh-ed25519 AAAAlethe-vm-tests root@lethe\n";
-const BOOT_COUNTER: &str = "/var/lib/nixos/lethe-boot-count";
-const USER_FILE: &str = "/home/alice/.config/lethe-boots";
-
-/// Everything a scenario needs from the host.
-#[derive(Debug)]
-pub struct Harness {
-    pub kernel: Kernel,
-    pub bin: Binaries,
-    pub accel: Accel,
-    pub timeout: Duration,
-    /// Where images and initramfs files go (target/vm-tests).
-    pub work: PathBuf,
-}
-
-impl Harness {
-    /// Finds the kernel, builds the static binaries and makes the work directory.
-    pub fn setup() -> Result<Harness> {
-        if !rustix::process::geteuid().is_root() {
-            return Err(error::Error::Setup(
-                "vm-tests: run as root (disk images are made with exact owners)".into(),
-            ));
-        }
-        let kernel = Kernel::find()?;
-        let accel = Accel::from_env()?;
-        let timeout = host::boot_timeout()?;
-        let workspace = host::workspace();
-        let bin = Binaries::build(&workspace)?;
-        let work = artifacts::target_dir(&workspace).join("vm-tests");
-        std::fs::create_dir_all(&work).context(|| error::at(&work, "cannot create"))?;
-        Ok(Harness { kernel, bin, accel, timeout, work })
-    }
-
-    /// A fresh directory for one scenario's files.
-    pub fn dir(&self, name: &str) -> Result<PathBuf> {
-        let d = self.work.join(name);
-        if d.exists() {
-            std::fs::remove_dir_all(&d).context(|| error::at(&d, "cannot remove"))?;
-        }
-        std::fs::create_dir_all(&d).context(|| error::at(&d, "cannot create"))?;
-        Ok(d)
-    }
-
-    /// Boots `initrd` with `disks`; `echo` prints the console live, after
-    /// a header naming the boot.
-    pub fn boot(&self, label: &str, initrd: &Path, disks: &[PathBuf], echo: Option<&str>) -> Result<Boot> {
-        self.boot_with(label, initrd, disks, "", echo)
-    }
-
-    /// [`Harness::boot`] with `switches` added to the kernel command line.
-    pub fn boot_with(
-        &self,
-        label: &str,
-        initrd: &Path,
-        disks: &[PathBuf],
-        switches: &str,
-        echo: Option<&str>,
-    ) -> Result<Boot> {
-        let cmdline = format!("{CMDLINE} {switches}");
-        self.boot_cmdline(label, initrd, disks, cmdline.trim_end(), echo)
-    }
-
-    /// Boots with a whole kernel command line of its own.
-    pub fn boot_cmdline(
-        &self,
-        label: &str,
-        initrd: &Path,
-        disks: &[PathBuf],
-        cmdline: &str,
-        echo: Option<&str>,
-    ) -> Result<Boot> {
-        if echo.is_some() {
-            println!("\n---- {label}: serial console ----");
-        }
-        qemu::boot(&BootSpec {
-            kernel: self.kernel.image.clone(),
-            initrd: initrd.to_path_buf(),
-            append: cmdline.to_owned(),
-            disks: disks.to_vec(),
-            accel: self.accel,
-            timeout: self.timeout,
-            echo: echo.map(str::to_owned),
-        })
-    }
-}
 
 /// The scenarios `run` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,129 +110,6 @@ impl ScenarioResult {
                 _ => None,
             })
             .collect()
-    }
-}
-
-/// The disks of the plain machine and the initramfs that boots them.
-#[derive(Debug)]
-pub struct Machine {
-    pub initrd: PathBuf,
-    pub initramfs_bytes: u64,
-    /// nix.img, persist.img.
-    pub disks: Vec<PathBuf>,
-    pub persist: PathBuf,
-}
-
-/// A config with a tmpfs root, ext4 /persist and /nix, and the persisted
-/// state of a small NixOS machine.
-pub fn plain_config() -> serde_json::Value {
-    json!({
-        "version": 1,
-        "modules": {"load": ["virtio_pci", "virtio_blk", "ext4"], "coldplug": true},
-        "root": {"fsType": "tmpfs", "size": "256M", "mode": "0755"},
-        "mounts": {
-            "/persist": {"fsType": "ext4", "device": "LABEL=persist", "timeout": 30},
-            "/nix": {"fsType": "ext4", "device": "LABEL=nix", "options": ["ro"], "timeout": 30}
-        },
-        "persistence": {
-            "/persist": {
-                "hideMounts": true,
-                "directories": ["/var/lib/nixos"],
-                "files": ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"],
-                "users": {"alice": {"group": "users", "directories": [".config"]}}
-            }
-        },
-        "uids": {"alice": ALICE},
-        "gids": {"users": USERS}
-    })
-}
-
-/// What stage 2 checks on every boot of the plain machine.
-pub fn plain_expectations() -> Expectations {
-    let fs = |target: &str, fs_type: &str, options: &[&str]| MountExpectation {
-        target: target.into(),
-        what: MountKind::Fs {
-            fs_type: fs_type.into(),
-            options: options.iter().map(|o| o.to_string()).collect(),
-        },
-    };
-    let bind = |target: &str| MountExpectation {
-        target: target.into(),
-        what: MountKind::Bind { storage: "/persist".into(), path: target.into() },
-    };
-    Expectations {
-        mounts: vec![
-            fs("/", "tmpfs", &["rw"]),
-            fs("/proc", "proc", &[]),
-            fs("/sys", "sysfs", &[]),
-            fs("/dev", "devtmpfs", &[]),
-            fs("/run", "tmpfs", &[]),
-            fs("/persist", "ext4", &["rw"]),
-            fs("/nix", "ext4", &["ro"]),
-            bind("/var/lib/nixos"),
-            bind("/etc/machine-id"),
-            bind("/etc/ssh/ssh_host_ed25519_key"),
-            bind("/etc/ssh/ssh_host_ed25519_key.pub"),
-            bind("/home/alice/.config"),
-        ],
-        paths: vec![
-            PathExpectation::new("/", Kind::Dir).owned(0, 0, 0o755),
-            PathExpectation::new("/etc/ssh/ssh_host_ed25519_key", Kind::File)
-                .owned(0, 0, 0o600)
-                .content(HOST_KEY),
-            PathExpectation::new("/etc/ssh/ssh_host_ed25519_key.pub", Kind::File)
-                .owned(0, 0, 0o644)
-                .content(HOST_KEY_PUB),
-            PathExpectation::new("/etc/machine-id", Kind::File),
-            PathExpectation::new("/var/lib/nixos", Kind::Dir).owned(0, 0, 0o755),
-            PathExpectation::new("/home/alice", Kind::Dir).owned(ALICE, USERS, 0o700),
-            PathExpectation::new("/home/alice/.config", Kind::Dir).owned(ALICE, USERS, 0o755),
-            PathExpectation::new("/persist/home/alice", Kind::Dir).owned(ALICE, USERS, 0o700),
-            PathExpectation::new("/persist/home/alice/.config", Kind::Dir).owned(ALICE, USERS, 0o755),
-            PathExpectation::new("/run/lethe/timings.json", Kind::File),
-            PathExpectation::new("/run/mount/utab", Kind::File),
-        ],
-        boot_counter: BOOT_COUNTER.into(),
-        machine_id: Some(MachineIdExpectation { path: "/etc/machine-id".into(), id: MACHINE_ID.into() }),
-        user_file: Some(UserFile { path: USER_FILE.into(), uid: ALICE, gid: USERS }),
-    }
-}
-
-impl Machine {
-    /// Fresh images in `dir`: nix.img (stage 2 and its expectations, mounted
-    /// ro) and persist.img (last boot's ssh host keys, nothing else), and
-    /// an initramfs with `config`.
-    pub fn prepare(h: &Harness, dir: &Path, config: &serde_json::Value, unchecked: bool) -> Result<Machine> {
-        let expect = serde_json::to_vec_pretty(&plain_expectations())
-            .context(|| "cannot serialize the expectations".into())?;
-        let nix = Staging::new(&dir.join("nix-staging"))?;
-        nix.dir("/store", 0, 0, 0o755)?.copy(&h.bin.stage2, "/store/lethe-stage2", 0o555)?.file(
-            "/store/lethe-stage2.json",
-            &expect,
-            0,
-            0,
-            0o444,
-        )?;
-        let nix_img = dir.join("nix.img");
-        images::mkfs_ext4("nix", &nix, &nix_img, 32)?;
-
-        let persist = Staging::new(&dir.join("persist-staging"))?;
-        persist
-            .dir("/etc/ssh", 0, 0, 0o755)?
-            .file("/etc/ssh/ssh_host_ed25519_key", HOST_KEY.as_bytes(), 0, 0, 0o600)?
-            .file("/etc/ssh/ssh_host_ed25519_key.pub", HOST_KEY_PUB.as_bytes(), 0, 0, 0o644)?;
-        let persist_img = dir.join("persist.img");
-        images::mkfs_ext4("persist", &persist, &persist_img, 64)?;
-
-        let initrd = dir.join("initrd.img");
-        let initramfs_bytes =
-            artifacts::mkinitrd(&h.bin, &h.kernel, &InitrdSpec { config, unchecked }, &initrd)?;
-        Ok(Machine {
-            initrd,
-            initramfs_bytes,
-            disks: vec![nix_img, persist_img.clone()],
-            persist: persist_img,
-        })
     }
 }
 

@@ -1,0 +1,92 @@
+//! The harness every scenario runs in: the host's kernel, the static binaries, QEMU's accelerator and timeout, and the work directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::artifacts::{self, Binaries};
+use crate::error::{self, Context, Error, Result};
+use crate::host::{self, Accel, Kernel};
+use crate::qemu::{self, Boot, BootSpec};
+
+/// The kernel command line of lethe's boots (plus per-boot switches).
+pub const CMDLINE: &str = "console=ttyS0 init=/nix/store/lethe-stage2 panic=-1 lethe.log=debug";
+
+/// Everything a scenario needs from the host.
+#[derive(Debug)]
+pub struct Harness {
+    pub kernel: Kernel,
+    pub bin: Binaries,
+    pub accel: Accel,
+    pub timeout: Duration,
+    /// Where images and initramfs files go (target/vm-tests).
+    pub work: PathBuf,
+}
+
+impl Harness {
+    /// Finds the kernel, builds the static binaries and makes the work directory.
+    pub fn setup() -> Result<Harness> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(Error::Setup("run as root (disk images are made with exact owners)".into()));
+        }
+        let kernel = Kernel::find()?;
+        let accel = Accel::from_env()?;
+        let timeout = host::boot_timeout()?;
+        let workspace = host::workspace();
+        let bin = Binaries::build(&workspace)?;
+        let work = artifacts::target_dir(&workspace).join("vm-tests");
+        std::fs::create_dir_all(&work).context(|| error::at(&work, "cannot create"))?;
+        Ok(Harness { kernel, bin, accel, timeout, work })
+    }
+
+    /// A fresh directory for one scenario's files.
+    pub fn dir(&self, name: &str) -> Result<PathBuf> {
+        let d = self.work.join(name);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).context(|| error::at(&d, "cannot remove"))?;
+        }
+        std::fs::create_dir_all(&d).context(|| error::at(&d, "cannot create"))?;
+        Ok(d)
+    }
+
+    /// Boots `initrd` with `disks`; `echo` prints the console live, after
+    /// a header naming the boot.
+    pub fn boot(&self, label: &str, initrd: &Path, disks: &[PathBuf], echo: Option<&str>) -> Result<Boot> {
+        self.boot_with(label, initrd, disks, "", echo)
+    }
+
+    /// [`Harness::boot`] with `switches` added to the kernel command line.
+    pub fn boot_with(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        switches: &str,
+        echo: Option<&str>,
+    ) -> Result<Boot> {
+        let cmdline = format!("{CMDLINE} {switches}");
+        self.boot_cmdline(label, initrd, disks, cmdline.trim_end(), echo)
+    }
+
+    /// Boots with a whole kernel command line of its own.
+    pub fn boot_cmdline(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        cmdline: &str,
+        echo: Option<&str>,
+    ) -> Result<Boot> {
+        if echo.is_some() {
+            println!("\n---- {label}: serial console ----");
+        }
+        qemu::boot(&BootSpec {
+            kernel: self.kernel.image.clone(),
+            initrd: initrd.to_path_buf(),
+            append: cmdline.to_owned(),
+            disks: disks.to_vec(),
+            accel: self.accel,
+            timeout: self.timeout,
+            echo: echo.map(str::to_owned),
+        })
+    }
+}
