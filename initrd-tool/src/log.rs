@@ -7,7 +7,19 @@ use std::time::Instant;
 use serde::Serialize;
 
 static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static KMSG: Mutex<Option<std::fs::File>> = Mutex::new(None);
+static KMSG: Mutex<Option<Kmsg>> = Mutex::new(None);
+
+/// The kernel log, and what the kernel echoes of it to the console.
+struct Kmsg {
+    file: std::fs::File,
+    /// Records below this level are echoed to the console by the kernel
+    /// (the first field of /proc/sys/kernel/printk).
+    console_loglevel: u8,
+    /// printk_devkmsg before stage 1 set it to "on", restored at handover.
+    devkmsg_before: Option<String>,
+}
+
+const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
 
 /// Turns debug messages on (`lethe.log=debug`).
 pub fn set_debug(on: bool) {
@@ -18,12 +30,34 @@ pub fn debug_enabled() -> bool {
     DEBUG.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Opens /dev/kmsg once devtmpfs is mounted; until then messages go to the console only.
+/// Opens /dev/kmsg once devtmpfs and /proc are mounted; until then
+/// messages go to the console only. Stage 1 writes a burst of records, so
+/// the kernel's rate limit on /dev/kmsg is lifted until [`handover`].
 pub fn open_kmsg() {
-    if let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg")
-        && let Ok(mut k) = KMSG.lock()
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") else { return };
+    let console_loglevel = std::fs::read_to_string("/proc/sys/kernel/printk")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(7);
+    let before = std::fs::read_to_string(DEVKMSG).ok().map(|s| s.trim().to_owned());
+    // The kernel takes the value only with its newline. Fails when
+    // printk.devkmsg= on the command line locked it: fine.
+    let devkmsg_before = match std::fs::write(DEVKMSG, "on\n") {
+        Ok(()) => before.filter(|b| b != "on"),
+        Err(_) => None,
+    };
+    if let Ok(mut k) = KMSG.lock() {
+        *k = Some(Kmsg { file, console_loglevel, devkmsg_before });
+    }
+}
+
+/// Puts the kernel log's rate limit back as stage 2 expects it.
+pub fn handover() {
+    if let Ok(mut k) = KMSG.lock()
+        && let Some(kmsg) = k.as_mut()
+        && let Some(before) = kmsg.devkmsg_before.take()
     {
-        *k = Some(f);
+        let _ = std::fs::write(DEVKMSG, format!("{before}\n"));
     }
 }
 
@@ -41,13 +75,22 @@ pub fn msg(level: Level, text: &str) {
     if matches!(level, Level::Debug) && !debug_enabled() {
         return;
     }
+    let mut k = KMSG.lock().ok();
+    let kmsg = k.as_mut().and_then(|k| k.as_mut());
+    // The kernel echoes records below the console log level itself;
+    // printing those too would show every line twice. Others (debug lines
+    // under lethe.log=debug, everything when `quiet` was not asked for but
+    // the level is high) go to the console directly.
+    let echoed = kmsg.as_ref().is_some_and(|k| (level as u8) < k.console_loglevel);
+    let to_console = !echoed && (kmsg.is_none() || debug_enabled() || (level as u8) <= Level::Warn as u8);
+    let mut kmsg = kmsg;
     for line in text.lines() {
-        let _ = writeln!(std::io::stderr(), "lethe: {line}");
-        if let Ok(mut k) = KMSG.lock()
-            && let Some(f) = k.as_mut()
-        {
+        if to_console {
+            let _ = writeln!(std::io::stderr(), "lethe: {line}");
+        }
+        if let Some(k) = kmsg.as_mut() {
             // One write per record; the kernel splits on writes, not lines.
-            let _ = f.write_all(format!("<{}>lethe: {line}\n", level as u8).as_bytes());
+            let _ = k.file.write_all(format!("<{}>lethe: {line}\n", level as u8).as_bytes());
         }
     }
 }

@@ -194,8 +194,7 @@ fn watch(r: &mut ConsoleReader, deadline: Instant) -> Option<Outcome> {
             // The rest of the message, up to the prompt (init then waits
             // for console input forever).
             let grace = (Instant::now() + FAILED_GRACE).min(deadline);
-            // Lines stage 1 wrote itself start with "lethe: "; their copies
-            // through the kernel log ("[    3.6] lethe: ...") are left out.
+            // Stage 1's own lines start with "lethe: ".
             while let Ok(l) = r.next(grace) {
                 if l.starts_with("lethe: ") {
                     let prompt = l.starts_with("lethe: press ");
@@ -247,6 +246,23 @@ fn read_all(err: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<
 /// A console line as text: without the line end, carriage returns and
 /// terminal escape sequences (the firmware clears the screen).
 fn clean(raw: &[u8]) -> String {
+    strip_timestamp(clean_escapes(raw))
+}
+
+/// Drops the kernel's `[    3.141592] ` prefix: stage 1's messages reach
+/// the console through the kernel log, and read the same either way.
+fn strip_timestamp(line: String) -> String {
+    let stamp = line
+        .strip_prefix('[')
+        .and_then(|r| r.split_once("] "))
+        .filter(|(t, _)| !t.is_empty() && t.bytes().all(|b| b == b' ' || b == b'.' || b.is_ascii_digit()));
+    match stamp {
+        Some((_, rest)) => rest.to_owned(),
+        None => line,
+    }
+}
+
+fn clean_escapes(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -278,6 +294,8 @@ mod tests {
     #[test]
     fn console_lines_lose_escapes_and_line_ends() {
         assert_eq!(clean(b"\x1b[2J\x1b[01;01Hlethe: ok\r\n"), "lethe: ok");
+        assert_eq!(clean(b"[    3.141592] lethe: modules ok (1.0 ms)\r\n"), "lethe: modules ok (1.0 ms)");
+        assert_eq!(clean(b"[ok] not a stamp\n"), "[ok] not a stamp");
         assert_eq!(clean(b"a\xffb\n"), "a\u{fffd}b");
     }
 
