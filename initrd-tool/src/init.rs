@@ -135,7 +135,10 @@ pub fn main() -> ExitCode {
                 }
                 Err(f) => {
                     log::error(&format!("FAILED at {}: {}", step.name(), f.message));
-                    if !offer_recovery(f.hint) {
+                    // switch-root cannot be skipped: after it there is nothing
+                    // to continue to, and a PID 1 that returns panics the kernel.
+                    let skippable = step != Step::SwitchRoot;
+                    if !offer_recovery(f.hint, skippable) {
                         break; // "continue" chosen: go on with the next step
                     }
                 }
@@ -145,8 +148,12 @@ pub fn main() -> ExitCode {
             log::info(&format!("stage 1 done in {:.1} ms", started.elapsed().as_secs_f64() * 1e3));
         }
     }
-    // switch_root execs stage 2 and does not return on success.
-    ExitCode::from(1)
+    // Not reached: switch_root execs stage 2, and its step is retried
+    // until it does. PID 1 must never return.
+    log::error("stage 1 ended without switch_root; halting here");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 impl Boot {
@@ -482,12 +489,13 @@ fn describe(device: &Option<PathBuf>, fs_type: &str) -> String {
 /// After a failure: asks on the console whether to retry the step, start
 /// the emergency shell (when the initramfs has one) or go on. Returns true
 /// to retry. Waits as long as it takes: never reboots.
-fn offer_recovery(hint: &str) -> bool {
+fn offer_recovery(hint: &str, skippable: bool) -> bool {
     let shell = Path::new(SHELL).exists();
     loop {
         log::error(&format!("hint: {hint}"));
         log::error(&format!(
-            "press r then Enter to retry{}, c to continue without this step",
+            "press r then Enter to retry{}{}",
+            if skippable { ", c to continue without this step" } else { "" },
             if shell { ", s for an emergency shell" } else { "" }
         ));
         let mut line = String::new();
@@ -501,7 +509,7 @@ fn offer_recovery(hint: &str) -> bool {
         }
         match line.trim() {
             "r" => return true,
-            "c" => return false,
+            "c" if skippable => return false,
             "s" if shell => {
                 let _ = std::process::Command::new(SHELL).status();
             }
