@@ -88,13 +88,22 @@ pub fn mount_info(mountinfo: &str, id: u64) -> Option<MountInfo> {
     })
 }
 
-fn unmangle(s: &str) -> String {
+/// Undoes the kernel's and libmount's octal escapes in mount tables
+/// (`\040` for a space, `\011`, `\012`, `\134`); anything that is not
+/// such an escape (at most `\377`) stays as it is.
+pub fn unmangle(s: &str) -> String {
     let b = s.as_bytes();
+    let octal = |c: u8| (b'0'..=b'7').contains(&c);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && octal(b[i + 2])
+            && octal(b[i + 3])
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
             out.push(b[i]);
@@ -131,5 +140,11 @@ mod tests {
         assert_eq!(mount_info(mi, 97), Some(want));
         assert_eq!(mount_info(mi, 5), None);
         assert_eq!(mount_info("97 truncated", 97), None);
+    }
+
+    #[test]
+    fn unmangle_undoes_octal_escapes_only() {
+        assert_eq!(unmangle("/a\\040b\\011c\\134d"), "/a b\tc\\d");
+        assert_eq!(unmangle("\\777 \\04 end\\"), "\\777 \\04 end\\");
     }
 }

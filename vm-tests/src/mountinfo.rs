@@ -51,28 +51,9 @@ pub fn topmost<'a>(table: &'a [MountEntry], target: &str) -> Option<&'a MountEnt
     table.iter().rev().find(|m| m.mount_point == target)
 }
 
-/// Undoes the kernel's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+/// Undoes the kernel's octal escapes (`\040` for a space, ...).
 fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let octal = |c: u8| (b'0'..=b'7').contains(&c);
-    let mut i = 0;
-    while i < b.len() {
-        // At most \377: the first digit is 0..=3.
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && (b'0'..=b'3').contains(&b[i + 1])
-            && octal(b[i + 2])
-            && octal(b[i + 3])
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    persist_bind::utab::unmangle(s)
 }
 
 #[cfg(test)]
