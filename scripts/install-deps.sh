@@ -33,6 +33,52 @@ if [ ${#vm_missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null
 fi
 
+# ZFS for the VM tests (issue 4): the userland (zpool/zfs and libnvpair, which
+# the nvlist tests compare against) from Debian's contrib component, and the
+# kernel modules for the guest kernel built by zfs-dkms. The build takes
+# minutes, so the built modules are cached in $LETHE_CACHE (default
+# /var/cache/lethe), which survives between runs on the same machine, and
+# installed from there into the guest kernel's module tree.
+kver=$(basename "$(readlink -f /boot/vmlinuz)" | sed 's/^vmlinuz-//')
+[ -n "$kver" ] && [ -d "/lib/modules/$kver" ] || kver=$(ls /lib/modules | grep -- '-amd64$' | sort -V | tail -n1)
+if [ ! -e /etc/apt/sources.list.d/lethe-contrib.sources ] && ! grep -rqs 'contrib' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "install-deps: enabling Debian's contrib component (zfs-dkms, zfsutils-linux)"
+  cat > /etc/apt/sources.list.d/lethe-contrib.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  apt-get update -qq
+fi
+zfs_packages=(zfsutils-linux libnvpair3linux busybox-static)
+zfs_missing=()
+for p in "${zfs_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || zfs_missing+=("$p")
+done
+if [ ${#zfs_missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install --no-install-recommends ${zfs_missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${zfs_missing[@]}" >/dev/null
+fi
+zfs_version=$(dpkg-query -W -f='${Version}' zfsutils-linux)
+zfs_cache="${LETHE_CACHE:-/var/cache/lethe}/zfs-modules/$kver/$zfs_version"
+if [ ! -s "$zfs_cache/zfs.ko" ]; then
+  echo "install-deps: building the ZFS modules for $kver with zfs-dkms (once; cached in $zfs_cache)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "linux-headers-$kver" "zfs-dkms=$zfs_version" >/dev/null
+  dkms_dir=/var/lib/dkms/zfs/${zfs_version%%-*}/$kver/x86_64/module
+  [ -s "$dkms_dir/zfs.ko" ] || dkms build "zfs/${zfs_version%%-*}" -k "$kver" >/dev/null
+  mkdir -p "$zfs_cache"
+  cp "$dkms_dir"/*.ko "$zfs_cache/"
+fi
+if ! cmp -s "$zfs_cache/zfs.ko" "/lib/modules/$kver/updates/dkms/zfs.ko"; then
+  echo "install-deps: installing the cached ZFS modules into /lib/modules/$kver"
+  mkdir -p "/lib/modules/$kver/updates/dkms"
+  cp "$zfs_cache"/*.ko "/lib/modules/$kver/updates/dkms/"
+  depmod "$kver"
+fi
+
 # Rust: rustup's stable toolchain with the static musl target, and nightly
 # for cargo-fuzz.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
