@@ -1,8 +1,9 @@
 //! The whole /etc/lethe/config.json as stage 1 reads it: `modules`, `root`, `mounts`, and the sections other crates own.
 //!
-//! persist-bind validates `persistence`, `uids` and `gids`; this module
-//! validates the rest and refuses sections this build cannot carry out
-//! (better a failed `nixos-rebuild` than a boot that skips the unlock).
+//! persist-bind validates `persistence`, `uids` and `gids`, the rollback
+//! crate `rollback` and `pools`; this module validates the rest and refuses
+//! sections this build cannot carry out (better a failed `nixos-rebuild`
+//! than a boot that skips the unlock).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use persist_bind::RootPath;
 use persist_bind::config::{ConfigError, ConfigErrors, Version};
 use persist_bind::mode::Mode;
+use rollback::config::{DatasetName, Pools, Rollback};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -48,10 +50,12 @@ pub struct Config {
     ssh: Option<IgnoredAny>,
     #[serde(default)]
     network: Option<IgnoredAny>,
+    /// Pools imported before the rollback.
     #[serde(default)]
-    pools: Option<IgnoredAny>,
+    pub pools: Option<Pools>,
+    /// How the root is reset before it is mounted.
     #[serde(default)]
-    rollback: Option<IgnoredAny>,
+    pub rollback: Option<Rollback>,
 }
 
 /// `modules`: kernel modules to load before devices are looked for.
@@ -76,6 +80,49 @@ fn yes() -> bool {
     true
 }
 
+/// What a file system is mounted from: a block device, or a ZFS dataset
+/// (`rpool/local/root`, for `fsType: zfs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    Block(DeviceSpec),
+    Dataset(DatasetName),
+}
+
+impl Source {
+    /// The block device to wait for, if it is one.
+    pub fn block(&self) -> Option<&DeviceSpec> {
+        match self {
+            Source::Block(d) => Some(d),
+            Source::Dataset(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Block(d) => d.fmt(f),
+            Source::Dataset(d) => d.fmt(f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(spec) = s.parse::<DeviceSpec>() {
+            return Ok(Source::Block(spec));
+        }
+        // Dataset names have no `=` and do not start with `/`: the forms are disjoint.
+        if !s.starts_with('/') && !s.contains('=') && s.contains('/') {
+            return DatasetName::parse(&s).map(Source::Dataset).map_err(serde::de::Error::custom);
+        }
+        Err(serde::de::Error::custom(format!(
+            "expected UUID=, LABEL=, PARTUUID=, a /dev/ path or a ZFS dataset (pool/name), got {s:?}"
+        )))
+    }
+}
+
 /// `root`: what is mounted at /sysroot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -83,7 +130,7 @@ pub struct Root {
     pub fs_type: String,
     /// Absent for tmpfs.
     #[serde(default)]
-    pub device: Option<DeviceSpec>,
+    pub device: Option<Source>,
     #[serde(default)]
     pub options: Vec<String>,
     /// tmpfs size (`2G`, `50%`).
@@ -103,7 +150,7 @@ pub struct Root {
 pub struct Mount {
     pub fs_type: String,
     #[serde(default)]
-    pub device: Option<DeviceSpec>,
+    pub device: Option<Source>,
     #[serde(default)]
     pub options: Vec<String>,
     #[serde(default)]
@@ -115,7 +162,7 @@ pub struct Mount {
 pub struct MountPlan {
     pub mount_point: RootPath,
     pub fs_type: String,
-    pub device: Option<DeviceSpec>,
+    pub device: Option<Source>,
     pub options: Vec<String>,
     pub timeout: Duration,
 }
@@ -155,13 +202,9 @@ impl Config {
 
     fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        for (name, present) in [
-            ("luks", self.luks.is_some()),
-            ("ssh", self.ssh.is_some()),
-            ("network", self.network.is_some()),
-            ("pools", self.pools.is_some()),
-            ("rollback", self.rollback.is_some()),
-        ] {
+        for (name, present) in
+            [("luks", self.luks.is_some()), ("ssh", self.ssh.is_some()), ("network", self.network.is_some())]
+        {
             if present {
                 errors.push(err(name, "this section is not supported by this build of lethe yet"));
             }
@@ -170,6 +213,40 @@ impl Config {
             if m.is_empty() || m.contains(['/', '\0']) || m.chars().any(char::is_whitespace) {
                 errors.push(err(&format!("modules.load[{i}]"), format!("{m:?} is not a module name")));
             }
+        }
+        errors.extend(rollback::config::validate(self.rollback.as_ref(), self.pools.as_ref()));
+        if let Some(Rollback::Btrfs(b)) = &self.rollback
+            && let Err(e) = b.device.as_str().parse::<DeviceSpec>()
+        {
+            errors.push(err("rollback.btrfs.device", e.to_string()));
+        }
+        match (&self.rollback, &self.root) {
+            (Some(Rollback::Tmpfs(_)), Some(r)) if r.fs_type != "tmpfs" => errors.push(err(
+                "root.fsType",
+                format!("rollback.tmpfs makes the root a tmpfs, but root says {:?}", r.fs_type),
+            )),
+            (Some(Rollback::Tmpfs(_)), Some(r)) if r.size.is_some() || r.mode.is_some() => errors
+                .push(err("root", "size and mode of a tmpfs root belong in rollback.tmpfs, not in root")),
+            (Some(Rollback::Zfs(z)), Some(r))
+                if r.fs_type != "zfs" || r.device != Some(Source::Dataset(z.dataset.clone())) =>
+            {
+                errors.push(err(
+                    "root",
+                    format!(
+                        "rollback.zfs resets {}, but the root mounted is {}",
+                        z.dataset,
+                        describe_source(r)
+                    ),
+                ))
+            }
+            (Some(Rollback::Btrfs(_)), Some(r)) if r.fs_type != "btrfs" => errors.push(err(
+                "root.fsType",
+                format!("rollback.btrfs resets a btrfs subvolume, but the root is {:?}", r.fs_type),
+            )),
+            (Some(Rollback::Zfs(_) | Rollback::Btrfs(_)), None) => {
+                errors.push(err("root", "rollback resets a root that `root` must then mount"))
+            }
+            _ => {}
         }
         if let Some(r) = &self.root {
             check_fs(&mut errors, "root", &r.fs_type, r.device.as_ref(), &r.options);
@@ -223,13 +300,21 @@ impl Config {
         v
     }
 
-    /// File-system types the config mounts (for the module closure).
+    /// File-system types the config mounts, rolls back or imports (for the module closure).
     pub fn fs_types(&self) -> Vec<String> {
+        let rollback = match &self.rollback {
+            Some(Rollback::Zfs(_)) => Some("zfs"),
+            Some(Rollback::Btrfs(_)) => Some("btrfs"),
+            Some(Rollback::Tmpfs(_)) => Some("tmpfs"),
+            None => None,
+        };
+        let pools = self.pools.as_ref().is_some_and(|p| !p.zfs.is_empty()).then_some("zfs");
         let mut v: Vec<String> = self
             .root
             .iter()
             .map(|r| r.fs_type.clone())
             .chain(self.mounts.values().map(|m| m.fs_type.clone()))
+            .chain(rollback.into_iter().chain(pools).map(str::to_owned))
             .collect();
         v.sort();
         v.dedup();
@@ -242,13 +327,14 @@ pub fn is_virtual(fs_type: &str) -> bool {
     matches!(fs_type, "tmpfs" | "ramfs" | "proc" | "sysfs" | "devtmpfs")
 }
 
-fn check_fs(
-    errors: &mut Vec<ConfigError>,
-    at: &str,
-    fs: &str,
-    device: Option<&DeviceSpec>,
-    options: &[String],
-) {
+fn describe_source(r: &Root) -> String {
+    match &r.device {
+        Some(d) => format!("{d} ({})", r.fs_type),
+        None => r.fs_type.clone(),
+    }
+}
+
+fn check_fs(errors: &mut Vec<ConfigError>, at: &str, fs: &str, device: Option<&Source>, options: &[String]) {
     if fs.is_empty() || !fs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
         errors.push(err(&format!("{at}.fsType"), format!("{fs:?} is not a file-system type")));
     }
@@ -259,6 +345,17 @@ fn check_fs(
         (true, Some(_)) => {
             errors.push(err(&format!("{at}.device"), format!("a {fs} file system takes no device")))
         }
+        _ => {}
+    }
+    match device {
+        Some(Source::Dataset(d)) if fs != "zfs" => errors.push(err(
+            &format!("{at}.device"),
+            format!("{d} is a ZFS dataset, but the file system is {fs:?}"),
+        )),
+        Some(Source::Block(d)) if fs == "zfs" => errors.push(err(
+            &format!("{at}.device"),
+            format!("a zfs file system is mounted from a dataset (pool/name), not from {d}"),
+        )),
         _ => {}
     }
     for (i, o) in options.iter().enumerate() {
@@ -298,10 +395,48 @@ mod tests {
         let m = c.mount_plan();
         assert_eq!(m[0].mount_point.as_str(), "/nix");
         assert_eq!(m[0].timeout, DEFAULT_TIMEOUT);
-        assert_eq!(m[1].device, Some(DeviceSpec::Label("persist".into())));
+        assert_eq!(m[1].device, Some(Source::Block(DeviceSpec::Label("persist".into()))));
         assert_eq!(m[1].timeout, Duration::from_secs(5));
         assert_eq!(c.fs_types(), ["ext4", "tmpfs"]);
         assert!(c.modules.coldplug);
+    }
+
+    #[test]
+    fn a_zfs_root_is_a_dataset_rolled_back_after_its_pool_is_imported() {
+        let c = Config::from_slice(
+            br#"{"version": 1, "pools": {"zfs": {"rpool": {"devNodes": "/dev/disk/by-id"}}},
+                "rollback": {"zfs": {"dataset": "rpool/local/root", "snapshot": "blank"}},
+                "root": {"fsType": "zfs", "device": "rpool/local/root"},
+                "mounts": {"/nix": {"fsType": "zfs", "device": "rpool/local/nix"}}}"#,
+        )
+        .unwrap();
+        let root = c.root.as_ref().unwrap();
+        assert!(matches!(&root.device, Some(Source::Dataset(d)) if d.as_str() == "rpool/local/root"));
+        assert_eq!(root.device.as_ref().unwrap().block(), None, "a dataset is not waited for as a device");
+        assert_eq!(c.fs_types(), ["zfs"]);
+    }
+
+    #[test]
+    fn rollback_and_root_must_agree() {
+        let e = errors(
+            r#"{"version": 1, "pools": {"zfs": {"rpool": {}}},
+                "rollback": {"zfs": {"dataset": "rpool/local/root"}},
+                "root": {"fsType": "zfs", "device": "rpool/other"}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("root: rollback.zfs resets rpool/local/root"), "{e:?}");
+        let e = errors(
+            r#"{"version": 1, "rollback": {"btrfs": {"device": "PARTLABEL=x", "subvolume": "root", "blank": "blank"}},
+                "root": {"fsType": "ext4", "device": "/dev/vda"}}"#,
+        );
+        assert!(e.iter().any(|e| e.starts_with("rollback.btrfs.device:")), "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("root.fsType: rollback.btrfs")), "{e:?}");
+        let e = errors(r#"{"version": 1, "root": {"fsType": "ext4", "device": "rpool/root"}}"#);
+        assert_eq!(e, ["root.device: rpool/root is a ZFS dataset, but the file system is \"ext4\""]);
+        let e =
+            errors(r#"{"version": 1, "rollback": {"tmpfs": {}}, "root": {"fsType": "tmpfs", "size": "1G"}}"#);
+        assert_eq!(e, ["root: size and mode of a tmpfs root belong in rollback.tmpfs, not in root"]);
+        assert!(Config::from_slice(br#"{"version": 1, "rollback": {"tmpfs": {"size": "1G"}}}"#).is_ok());
     }
 
     #[test]
@@ -324,7 +459,7 @@ mod tests {
         assert_eq!(
             errors(r#"{"version": 1, "root": {"fsType": "ext4", "device": "sda1"}}"#),
             [
-                "root.device: expected UUID=, LABEL=, PARTUUID= or a /dev/ path, got \"sda1\" at line 1 column 59"
+                "root.device: expected UUID=, LABEL=, PARTUUID=, a /dev/ path or a ZFS dataset (pool/name), got \"sda1\" at line 1 column 59"
             ]
         );
         assert_eq!(errors(r#"{"version": 1, "mounts": {"/a": {"fsType": "tmpfs", "typo": 1}}}"#).len(), 1);

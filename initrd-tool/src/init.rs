@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
 use crate::cmdline::Cmdline;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Source};
 use crate::devspec::DeviceSpec;
 use crate::log::{self, Timings};
 use crate::{devices, kmod};
@@ -100,6 +100,9 @@ struct Boot {
     config_bytes: Vec<u8>,
     /// Device nodes found for each spec.
     devices: Vec<(DeviceSpec, PathBuf)>,
+    /// A hibernation image still waits on this device after the resume
+    /// step: the root is not touched this boot.
+    hibernation: Option<(PathBuf, &'static str)>,
     timings: Timings,
 }
 
@@ -119,6 +122,7 @@ pub fn main() -> ExitCode {
         config: None,
         config_bytes: Vec::new(),
         devices: Vec::new(),
+        hibernation: None,
         timings: Timings::start(),
     };
     let started = Instant::now();
@@ -170,9 +174,10 @@ impl Boot {
             Step::Modules => self.modules(),
             Step::Devices => self.find_devices(),
             Step::Resume => self.resume(),
-            // The config refuses luks/pools/rollback sections until those
-            // steps exist, so these steps have nothing to do yet.
-            Step::Unlock | Step::Import | Step::Rollback => Ok(()),
+            // The config refuses a luks section until unlocking exists.
+            Step::Unlock => Ok(()),
+            Step::Import => self.import(),
+            Step::Rollback => self.rollback(),
             Step::MountRoot => self.mount_root(),
             Step::Mounts => self.mounts(),
             Step::PersistBind => self.persist_bind(),
@@ -250,10 +255,15 @@ impl Boot {
         let cfg = self.config()?;
         let mut wanted: Vec<devices::Wanted> = Vec::new();
         let root = cfg.root.iter().filter_map(|r| {
-            Some((r.device.clone()?, r.timeout.map_or(config::DEFAULT_TIMEOUT, Duration::from_secs)))
+            let spec = r.device.as_ref()?.block()?.clone();
+            Some((spec, r.timeout.map_or(config::DEFAULT_TIMEOUT, Duration::from_secs)))
         });
-        let mounts = cfg.mount_plan().into_iter().filter_map(|m| Some((m.device?, m.timeout)));
-        for (spec, timeout) in root.chain(mounts) {
+        let mounts = cfg
+            .mount_plan()
+            .into_iter()
+            .filter_map(|m| Some((m.device.as_ref()?.block()?.clone(), m.timeout)));
+        let rollback = rollback_device(cfg).map(|spec| (spec, config::DEFAULT_TIMEOUT));
+        for (spec, timeout) in root.chain(mounts).chain(rollback) {
             if !wanted.iter().any(|w| w.spec == spec) && !self.devices.iter().any(|(s, _)| *s == spec) {
                 wanted.push(devices::Wanted { spec, timeout });
             }
@@ -281,30 +291,189 @@ impl Boot {
         }
     }
 
+    /// Resumes from a hibernation image when the resume device holds one:
+    /// the kernel is told the device (its own `resume=` handling ran before
+    /// the device's driver was loaded) and does not come back if it works.
+    /// If an image is still there afterwards, the root is left untouched.
     fn resume(&mut self) -> StepResult {
-        // The kernel resumes from a hibernation image itself once told the
-        // device (resume= on its own command line is honoured before
-        // /init runs); stage 1 only has to stay away from the disks until
-        // then, which it does: nothing is mounted before this step.
-        if let Some(r) = &self.cmdline.resume {
-            log::debug(&format!("resume={r}: left to the kernel"));
+        let Some(r) = self.cmdline.resume.clone() else { return Ok(()) };
+        let Ok(spec) = r.parse::<DeviceSpec>() else {
+            log::warn(&format!("resume={r}: not a device this stage 1 can find; not resuming"));
+            return Ok(());
+        };
+        // The resume device is usually swap, wanted by nothing else: a short wait.
+        let wanted = [devices::Wanted { spec: spec.clone(), timeout: Duration::from_secs(2) }];
+        let Some(Ok(found)) = devices::wait_for(&wanted, &devices::Roots::system()).pop() else {
+            log::warn(&format!("resume={r}: no such device; not resuming"));
+            return Ok(());
+        };
+        match rollback::resume::image_on(&found.path) {
+            Ok(Some(kind)) => {
+                log::info(&format!("{} holds a {kind} hibernation image: resuming", found.path.display()));
+                if let Some((major, minor)) = found.devno
+                    && self.cmdline.dry_run
+                {
+                    log::info(&format!("dry run: would write {major}:{minor} to /sys/power/resume"));
+                } else if let Some((major, minor)) = found.devno
+                    && let Err(e) = std::fs::write("/sys/power/resume", format!("{major}:{minor}"))
+                {
+                    log::warn(&format!("resume from {}: {e}", found.path.display()));
+                }
+                // Still here: the resume failed or was not possible. The
+                // kernel clears the signature when it reads an image, so one
+                // that is still there was never consumed.
+                if let Ok(Some(kind)) = rollback::resume::image_on(&found.path) {
+                    self.hibernation = Some((found.path.clone(), kind));
+                }
+            }
+            Ok(None) => log::debug(&format!("{}: no hibernation image", found.path.display())),
+            Err(e) => log::warn(&format!("resume={r}: cannot read {}: {e}", found.path.display())),
         }
         Ok(())
     }
 
-    fn device_for(&self, spec: &DeviceSpec) -> Option<&Path> {
+    /// Imports the configured ZFS pools (`zpool import -N`) and registers
+    /// btrfs members with the kernel, waiting until multi-device btrfs file
+    /// systems the config needs are complete.
+    fn import(&mut self) -> StepResult {
+        let cfg = self.config()?;
+        let pools: Vec<_> =
+            cfg.pools.iter().flat_map(|p| p.zfs.iter()).map(|(n, o)| (n.clone(), o.clone())).collect();
+        let btrfs: Vec<(PathBuf, Duration)> = cfg
+            .root
+            .iter()
+            .filter(|r| r.fs_type == "btrfs")
+            .filter_map(|r| {
+                Some((
+                    r.device.as_ref()?.block()?.clone(),
+                    r.timeout.map_or(config::DEFAULT_TIMEOUT, Duration::from_secs),
+                ))
+            })
+            .chain(
+                cfg.mount_plan()
+                    .into_iter()
+                    .filter(|m| m.fs_type == "btrfs")
+                    .filter_map(|m| Some((m.device.as_ref()?.block()?.clone(), m.timeout))),
+            )
+            .chain(rollback_device(cfg).map(|d| (d, config::DEFAULT_TIMEOUT)))
+            .filter_map(|(spec, t)| Some((self.device_node(&spec)?.to_path_buf(), t)))
+            .collect();
+        if self.cmdline.dry_run {
+            for (name, o) in &pools {
+                log::info(&format!(
+                    "dry run: would import ZFS pool {name} (zpool import -N -d {})",
+                    o.dev_nodes.display()
+                ));
+            }
+            return Ok(());
+        }
+        if !btrfs.is_empty() {
+            scan_btrfs()?;
+            for (dev, timeout) in &btrfs {
+                wait_btrfs_ready(dev, *timeout)?;
+            }
+        }
+        for (name, o) in &pools {
+            let t = Instant::now();
+            rollback::zfs::import(name, o).map_err(|e| {
+                Failure::new(
+                    format!("ZFS pool {name}: {e}"),
+                    "check that the pool's disks are there (and unlocked); `zpool import` in the shell shows more",
+                )
+            })?;
+            log::info(&format!("imported ZFS pool {name} ({:.1} ms)", t.elapsed().as_secs_f64() * 1e3));
+        }
+        Ok(())
+    }
+
+    /// Resets the root as the config says, unless this boot must keep it.
+    fn rollback(&mut self) -> StepResult {
+        let cfg = self.config()?;
+        let Some(method) = cfg.rollback.clone() else { return Ok(()) };
+        let tmpfs = matches!(method, rollback::config::Rollback::Tmpfs(_));
+        // A tmpfs root has no old state to keep: it is mounted regardless.
+        if !tmpfs {
+            if !self.cmdline.rollback {
+                log::warn("rollback: keeping the old root: lethe.rollback=0 is on the kernel command line");
+                return Ok(());
+            }
+            if let Some((dev, kind)) = &self.hibernation {
+                log::warn(&format!(
+                    "rollback: keeping the old root: {} holds a {kind} hibernation image that was not resumed",
+                    dev.display()
+                ));
+                return Ok(());
+            }
+        }
+        if tmpfs {
+            ensure_dir(Path::new(SYSROOT))?;
+            if is_mounted(Path::new(SYSROOT)) {
+                return Ok(()); // a retry
+            }
+        }
+        let device = match rollback_device(cfg) {
+            Some(spec) => match self.device_node(&spec) {
+                Some(p) => p.to_path_buf(),
+                None => {
+                    return Err(Failure::new(
+                        format!("rollback device {spec} was not found"),
+                        "retry the devices step",
+                    ));
+                }
+            },
+            None => PathBuf::new(),
+        };
+        let target = rollback::Target::from_config(&method, device, PathBuf::from(SYSROOT));
+        let mode = if self.cmdline.dry_run { rollback::Mode::DryRun } else { rollback::Mode::Apply };
+        let report = rollback::run(&target, mode).map_err(|e| {
+            Failure::new(
+                format!("{}: {e}", target.describe()),
+                "continue to boot the root as it is; the next boot's rollback repairs a half-finished one",
+            )
+        })?;
+        if let Some(k) = report.kept() {
+            log::warn(&format!("rollback: {k}"));
+            return Ok(());
+        }
+        if tmpfs && !report.planned() {
+            // Like every mount of stage 1: later moves and binds stay in this tree.
+            let _ = rustix::mount::mount_change(SYSROOT, MountPropagationFlags::PRIVATE);
+        }
+        let verb = if report.planned() { "dry run: would reset" } else { "reset" };
+        log::info(&format!("rollback: {verb} the {}", target.describe()));
+        for s in report.steps() {
+            log::debug(&format!("rollback:   {s}"));
+        }
+        Ok(())
+    }
+
+    fn device_node(&self, spec: &DeviceSpec) -> Option<&Path> {
         self.devices.iter().find(|(s, _)| s == spec).map(|(_, p)| p.as_path())
     }
 
+    /// What to pass to mount(2) as the source: the device node found, or the dataset's name.
+    fn source_for(&self, source: &Source) -> Option<PathBuf> {
+        match source {
+            Source::Block(spec) => self.device_node(spec).map(Path::to_path_buf),
+            Source::Dataset(d) => Some(PathBuf::from(d.as_str())),
+        }
+    }
+
     fn mount_root(&mut self) -> StepResult {
-        let Some(root) = self.config()?.root.clone() else {
-            return Err(Failure::new("the config has no `root` section", "add root to the configuration"));
-        };
         ensure_dir(Path::new(SYSROOT))?;
         if is_mounted(Path::new(SYSROOT)) {
-            log::debug("/sysroot is mounted already (a retry)");
+            // The tmpfs rollback mounted it, or this is a retry.
+            log::debug("/sysroot is mounted already");
             return Ok(());
         }
+        let Some(root) = self.config()?.root.clone() else {
+            if matches!(self.config()?.rollback, Some(rollback::config::Rollback::Tmpfs(_)))
+                && self.cmdline.dry_run
+            {
+                return Ok(());
+            }
+            return Err(Failure::new("the config has no `root` section", "add root to the configuration"));
+        };
         let mut options = root.options.clone();
         if config::is_virtual(&root.fs_type) {
             options.push(format!("mode={}", root.mode.unwrap_or(persist_bind::mode::Mode::DEFAULT_DIR)));
@@ -312,7 +481,7 @@ impl Boot {
                 options.push(format!("size={size}"));
             }
         }
-        let device = root.device.as_ref().and_then(|d| self.device_for(d)).map(Path::to_path_buf);
+        let device = root.device.as_ref().and_then(|d| self.source_for(d));
         if self.cmdline.dry_run {
             log::info(&format!(
                 "dry run: would mount {} ({}) at {SYSROOT}",
@@ -327,7 +496,7 @@ impl Boot {
     fn mounts(&mut self) -> StepResult {
         for m in self.config()?.mount_plan() {
             let target = m.mount_point.under(Path::new(SYSROOT));
-            let device = m.device.as_ref().and_then(|d| self.device_for(d)).map(Path::to_path_buf);
+            let device = m.device.as_ref().and_then(|d| self.source_for(d));
             if self.cmdline.dry_run {
                 log::info(&format!(
                     "dry run: would mount {} ({}) at {}",
@@ -480,6 +649,53 @@ fn describe_probe(f: &devices::Found) -> String {
 fn cstring(s: &str) -> Result<std::ffi::CString, Failure> {
     std::ffi::CString::new(s)
         .map_err(|_| Failure::new(format!("NUL byte in mount options {s:?}"), "fix the options"))
+}
+
+/// The block device the rollback works on (btrfs only: ZFS names a dataset).
+fn rollback_device(cfg: &Config) -> Option<DeviceSpec> {
+    match &cfg.rollback {
+        Some(rollback::config::Rollback::Btrfs(b)) => b.device.as_str().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Registers every btrfs member device with the kernel, so multi-device
+/// file systems can be mounted by any of their devices.
+fn scan_btrfs() -> StepResult {
+    let found = devices::scan(&devices::Roots::system())
+        .map_err(|e| Failure::new(format!("cannot list block devices: {e}"), "retry"))?;
+    for d in found.iter().filter(|d| d.probe.as_ref().is_some_and(|p| p.kind == crate::probe::FsKind::Btrfs))
+    {
+        if let Err(e) = rollback::btrfs::scan_device(&d.path) {
+            log::warn(&format!("btrfs device scan of {}: {e}", d.path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every device of the btrfs file system on `dev` is known,
+/// scanning again as devices appear.
+fn wait_btrfs_ready(dev: &Path, timeout: Duration) -> StepResult {
+    let start = Instant::now();
+    loop {
+        match rollback::btrfs::devices_ready(dev) {
+            Ok(true) => return Ok(()),
+            Ok(false) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(100));
+                scan_btrfs()?;
+            }
+            Ok(false) => {
+                return Err(Failure::new(
+                    format!(
+                        "the btrfs file system on {} is missing devices after {timeout:?}",
+                        dev.display()
+                    ),
+                    "plug in the missing devices and retry, or continue and mount it degraded",
+                ));
+            }
+            Err(e) => return Err(Failure::new(format!("btrfs on {}: {e}", dev.display()), "retry")),
+        }
+    }
 }
 
 fn describe(device: &Option<PathBuf>, fs_type: &str) -> String {
