@@ -1,0 +1,212 @@
+//! The `rollback` command line as a boot runs it: tmpfs roots for real (in a private mount namespace), the switches that keep the old root, config errors, and `diff`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rollback");
+
+/// Runs `script` with `sh` in a private mount namespace (mounts never reach
+/// the host). Without root: a failure under CI=true, else `None` (skipped).
+fn in_namespace(name: &str, script: &str) -> Option<Output> {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} needs root (CI=true: not skipping)");
+        eprintln!("SKIPPED {name}: needs root");
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-euc", script])
+        .env("ROLLBACK", BIN)
+        .output()
+        .expect("run unshare (util-linux)");
+    Some(out)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lethe-rollback-cli-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn cmdline(dir: &Path, line: &str) -> PathBuf {
+    let p = dir.join("cmdline");
+    fs::write(&p, line).unwrap();
+    p
+}
+
+#[test]
+fn tmpfs_mounts_a_fresh_root_with_the_size_and_mode_asked_for() {
+    let d = scratch("tmpfs");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let cl = cmdline(&d, "quiet");
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --size 16M --mode 0700 --cmdline {cl}\n\
+         findmnt -n -o FSTYPE,OPTIONS --mountpoint {t}\n\
+         stat -c 'mode %a' {t}",
+        t = target.display(),
+        cl = cl.display()
+    );
+    let Some(out) = in_namespace("tmpfs", &script) else { return };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("mount tmpfs at"), "{stdout}");
+    let mnt =
+        stdout.lines().find(|l| l.starts_with("tmpfs ")).unwrap_or_else(|| panic!("no tmpfs: {stdout}"));
+    assert!(mnt.contains("size=16384k") && mnt.contains("mode=700"), "{mnt}");
+    assert!(stdout.contains("mode 700"), "{stdout}");
+    // The namespace is gone: nothing of it is left on the host.
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&target.display().to_string()));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn tmpfs_defaults_to_0755_because_a_1777_root_breaks_sshd() {
+    let d = scratch("tmpfs-default");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let cl = cmdline(&d, "");
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --cmdline {cl} >/dev/null\nstat -c 'mode %a' {t}",
+        t = target.display(),
+        cl = cl.display()
+    );
+    let Some(out) = in_namespace("tmpfs-default", &script) else { return };
+    assert!(text(&out.stdout).contains("mode 755"), "{}{}", text(&out.stdout), text(&out.stderr));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_mounts_nothing() {
+    let d = scratch("dry");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --size 1G --dry-run\n\
+         if findmnt --mountpoint {t} >/dev/null; then echo MOUNTED; fi",
+        t = target.display()
+    );
+    let Some(out) = in_namespace("dry", &script) else { return };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("plan for tmpfs at") && stdout.contains("mode=0755,size=1G"), "{stdout}");
+    assert!(!stdout.contains("MOUNTED"), "{stdout}");
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn lethe_rollback_0_keeps_the_old_root_and_exits_0() {
+    let d = scratch("off");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let cl = cmdline(&d, "root=x lethe.rollback=0 quiet");
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --cmdline {cl}\n\
+         if findmnt --mountpoint {t} >/dev/null; then echo MOUNTED; fi",
+        t = target.display(),
+        cl = cl.display()
+    );
+    let Some(out) = in_namespace("off", &script) else { return };
+    assert!(out.status.success(), "exit 0 so the boot goes on");
+    assert!(
+        text(&out.stderr).contains("WARNING: keeping the old root: lethe.rollback=0"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("MOUNTED"));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_hibernation_image_on_the_resume_device_keeps_the_old_root() {
+    let d = scratch("hibernate");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    // A swap header page whose signature the kernel replaced with its image's.
+    let swap = d.join("swap");
+    let mut page = vec![0u8; 4096];
+    page[4086..4096].copy_from_slice(b"S1SUSPEND\0");
+    fs::write(&swap, &page).unwrap();
+    let cl = cmdline(&d, &format!("resume={}", swap.display()));
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --cmdline {cl}\n\
+         if findmnt --mountpoint {t} >/dev/null; then echo MOUNTED; fi",
+        t = target.display(),
+        cl = cl.display()
+    );
+    let Some(out) = in_namespace("hibernate", &script) else { return };
+    let stderr = text(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stderr.contains("keeping the old root") && stderr.contains("swsusp hibernation image"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("MOUNTED"));
+
+    // The same device with a plain swap signature: the rollback happens.
+    page[4086..4096].copy_from_slice(b"SWAPSPACE2");
+    fs::write(&swap, &page).unwrap();
+    let Some(out) = in_namespace("hibernate", &script) else { return };
+    assert!(text(&out.stdout).contains("MOUNTED"), "{}{}", text(&out.stdout), text(&out.stderr));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn the_config_section_is_run_and_its_errors_name_the_json_path() {
+    let d = scratch("config");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let cfg = d.join("config.json");
+    fs::write(&cfg, r#"{"version": 1, "rollback": {"tmpfs": {"size": "64M"}}, "persistence": {}}"#).unwrap();
+    let cl = cmdline(&d, "");
+    let script = format!(
+        "\"$ROLLBACK\" --config {c} --root {t} --cmdline {cl} >/dev/null\n\
+         findmnt -n -o FSTYPE,OPTIONS --mountpoint {t}",
+        c = cfg.display(),
+        t = target.display(),
+        cl = cl.display()
+    );
+    let Some(out) = in_namespace("config", &script) else { return };
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("tmpfs ") && stdout.contains("size=65536k"), "{stdout}{}", text(&out.stderr));
+
+    fs::write(&cfg, r#"{"version": 1, "rollback": {"zfs": {"dataset": "rpool"}}}"#).unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad config changes nothing and says so");
+    assert!(text(&out.stderr).contains("rollback.zfs.dataset: "), "{}", text(&out.stderr));
+
+    fs::write(&cfg, r#"{"version": 1}"#).unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "no rollback section: nothing to do");
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn diff_of_a_tmpfs_root_lists_what_is_not_mounted_from_elsewhere() {
+    let d = scratch("diff");
+    let root = d.join("root");
+    let persist = d.join("persist");
+    for p in [root.join("etc"), root.join("var/lib/app"), root.join("home/alice"), persist.clone()] {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(root.join("etc/machine-id"), "x").unwrap();
+    fs::write(root.join("var/lib/app/state"), "x").unwrap();
+    fs::write(persist.join("kept"), "x").unwrap();
+    let script = format!(
+        "mount --bind {p} {r}/home/alice\n\"$ROLLBACK\" diff tmpfs --root {r}",
+        p = persist.display(),
+        r = root.display()
+    );
+    let Some(out) = in_namespace("diff", &script) else { return };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let listed: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    // alice's home is a bind mount of persisted state: not listed, not counted.
+    assert_eq!(listed, ["+ /etc/ (1 entry)", "+ /home/", "+ /var/ (3 entries)"], "{stdout}");
+    fs::remove_dir_all(&d).unwrap();
+}
