@@ -489,3 +489,32 @@ fn diff_lists_what_the_next_rollback_erases_and_nothing_outside_the_root() {
     let err = btrfs::diff(&Options { blank: p("gone"), ..o }).unwrap_err();
     assert!(err.to_string().contains("gone does not exist"), "{err}");
 }
+
+#[test]
+fn old_roots_may_be_a_subvolume_of_their_own() {
+    let Some(fs) = machine("old-roots-subvolume") else { return };
+    fs.subvolume_create("old_roots");
+    reset(&with_old_roots(&fs, 30, 1));
+    let names = fs.names("old_roots");
+    assert_eq!(names.len(), 1, "{names:?}");
+    let old = format!("old_roots/{}", names[0]);
+    assert!(fs.is_subvolume(&old));
+    assert_eq!(std::fs::read_to_string(fs.path(&format!("{old}/marker"))).unwrap(), "first boot");
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+}
+
+#[test]
+fn a_device_without_btrfs_is_an_error_naming_it() {
+    const TEST: &str = "a_device_without_btrfs_is_an_error_naming_it";
+    if let Some(why) = missing_capability() {
+        return unavailable(TEST, &why);
+    }
+    let scratch = Scratch::new("no-fs");
+    let lo = Loop::new(&scratch.0.join("empty.img"), 64);
+    let o = Options { device: lo.dev.clone(), subvolume: p("root"), blank: p("blank"), old_roots: None };
+    let err = btrfs::rollback(&o, Mode::Apply).unwrap_err();
+    assert!(matches!(err, Error::Mount { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{}: cannot mount the top level", lo.dev.display())), "{msg}");
+    assert!(msg.contains("root") && msg.contains("no btrfs"), "{msg}");
+}

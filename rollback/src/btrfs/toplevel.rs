@@ -296,13 +296,25 @@ fn with_kernel_message(fs: &OwnedFd, e: Errno) -> io::Error {
     while let Ok(n @ 1..) = rustix::io::read(fs, &mut buf) {
         said.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned());
     }
-    if said.is_empty() { io(e) } else { io::Error::new(io(e).kind(), format!("{e} ({})", said.join("; "))) }
+    if said.is_empty() && e == Errno::INVAL {
+        // btrfs tells the kernel log only; name the usual causes.
+        io::Error::new(
+            io(e).kind(),
+            format!("{e}: no btrfs there, or one of its devices is missing (see dmesg)"),
+        )
+    } else if said.is_empty() {
+        io(e)
+    } else {
+        io::Error::new(io(e).kind(), format!("{e} ({})", said.join("; ")))
+    }
 }
 
 /// For kernels without fsmount (before 5.2): a mount on a fresh directory,
 /// detached at once; the open descriptor keeps it usable.
 fn lazily_unmounted(device: &Path) -> io::Result<TopLevel> {
-    let dir = std::env::temp_dir().join(format!("lethe-btrfs-top.{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("lethe-btrfs-top.{}.{n}", std::process::id()));
     std::fs::create_dir(&dir)?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let mounted = rustix::mount::mount(device, &dir, "btrfs", flags, Some(c"subvolid=5")).map_err(io);
