@@ -2,6 +2,8 @@
 //!
 //! Stub: the contract the rest of the crate is written against.
 
+pub mod nvlist;
+
 use serde::Serialize;
 
 use crate::config::{DatasetName, PoolName, SnapshotName, ZfsPool};
