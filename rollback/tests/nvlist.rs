@@ -167,6 +167,19 @@ fn case(name: &str) -> NvList {
             .with("abcdefgh", Value::Uint64(8))
             .with("abcdefghi", Value::Uint64(9))
             .with("n".repeat(300), Value::String("grün".into())),
+        "props-answer" => {
+            let clones = NvList::new().with("rpool/other", Value::Boolean);
+            l.with(
+                "createtxg",
+                Value::NvList(
+                    NvList::new()
+                        .with("value", Value::Uint64(42))
+                        .with("source", Value::String(String::new())),
+                ),
+            )
+            .with("clones", Value::NvList(NvList::new().with("value", Value::NvList(clones))))
+            .with("userrefs", Value::NvList(NvList::new().with("value", Value::Uint64(0))))
+        }
         "replace" => l.with("a", Value::Uint64(1)).with("b", Value::Boolean).with("a", Value::Uint64(2)),
         "non-unique" => {
             NvList { flags: 0, pairs: vec![("a".into(), Value::Uint64(1)), ("a".into(), Value::Uint64(2))] }
@@ -176,7 +189,7 @@ fn case(name: &str) -> NvList {
 }
 
 /// Cases whose XDR encoding is the same from libnvpair and from lethe.
-const SAME_XDR: [&str; 12] = [
+const SAME_XDR: [&str; 13] = [
     "empty",
     "rollback",
     "destroy-snaps",
@@ -187,6 +200,7 @@ const SAME_XDR: [&str; 12] = [
     "empty-arrays",
     "nested",
     "names",
+    "props-answer",
     "replace",
     "non-unique",
 ];

@@ -194,6 +194,24 @@ build(const char *name)
 		CHECK(nvlist_add_uint64(l, "abcdefgh", 8));
 		CHECK(nvlist_add_uint64(l, "abcdefghi", 9));
 		CHECK(nvlist_add_string(l, longname, "grün"));
+	} else if (strcmp(name, "props-answer") == 0) {
+		/* How ZFS_IOC_OBJSET_STATS answers: each property {"value", "source"}. */
+		nvlist_t *clones = new_list(NV_UNIQUE_NAME);
+		nvlist_t *cv = new_list(NV_UNIQUE_NAME);
+		nvlist_t *txg = new_list(NV_UNIQUE_NAME);
+		nvlist_t *refs = new_list(NV_UNIQUE_NAME);
+		CHECK(nvlist_add_boolean(clones, "rpool/other"));
+		CHECK(nvlist_add_nvlist(cv, "value", clones));
+		CHECK(nvlist_add_uint64(txg, "value", 42));
+		CHECK(nvlist_add_string(txg, "source", ""));
+		CHECK(nvlist_add_uint64(refs, "value", 0));
+		CHECK(nvlist_add_nvlist(l, "createtxg", txg));
+		CHECK(nvlist_add_nvlist(l, "clones", cv));
+		CHECK(nvlist_add_nvlist(l, "userrefs", refs));
+		nvlist_free(clones);
+		nvlist_free(cv);
+		nvlist_free(txg);
+		nvlist_free(refs);
 	} else if (strcmp(name, "replace") == 0) {
 		CHECK(nvlist_add_uint64(l, "a", 1));
 		CHECK(nvlist_add_boolean(l, "b"));

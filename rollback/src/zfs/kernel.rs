@@ -113,6 +113,36 @@ fn prop<'a>(props: &'a NvList, name: &str) -> Option<&'a Value> {
     props.get_list(name)?.get("value")
 }
 
+/// The clones (`{"clones": {"value": {name: boolean…}}}`) and holds of a snapshot's properties.
+fn snapshot_props_of(props: &NvList) -> SnapshotProps {
+    let clones = match prop(props, "clones") {
+        Some(Value::NvList(l)) => l.pairs.iter().map(|(n, _)| n.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let userrefs = match prop(props, "userrefs") {
+        Some(Value::Uint64(n)) => *n,
+        _ => 0,
+    };
+    SnapshotProps { clones, userrefs }
+}
+
+/// GET_BOOKMARKS' answer: `{short name: {"createtxg": {"value": txg}}…}`.
+fn bookmarks_of(dataset: &str, answer: &NvList) -> Result<Vec<Bookmark>, Fault> {
+    let mut out = Vec::with_capacity(answer.len());
+    for (name, props) in &answer.pairs {
+        let createtxg = match props {
+            Value::NvList(p) => match prop(p, "createtxg") {
+                Some(Value::Uint64(t)) => Some(*t),
+                _ => None,
+            },
+            _ => None,
+        }
+        .ok_or_else(|| Fault::Answer(format!("the bookmark {dataset}#{name} comes without createtxg")))?;
+        out.push(Bookmark { name: format!("{dataset}#{name}"), createtxg });
+    }
+    Ok(out)
+}
+
 impl Pool for Kernel {
     fn objset_stats(&mut self, name: &str) -> Result<ObjsetStats, Fault> {
         // No answer buffer: the kernel then fills zc_objset_stats only, without properties.
@@ -148,34 +178,12 @@ impl Pool for Kernel {
     }
 
     fn snapshot_props(&mut self, snapshot: &str) -> Result<SnapshotProps, Fault> {
-        let props = self.read(Request::ObjsetStats, snapshot, None)?;
-        let clones = match prop(&props, "clones") {
-            Some(Value::NvList(l)) => l.pairs.iter().map(|(n, _)| n.clone()).collect(),
-            _ => Vec::new(),
-        };
-        let userrefs = match prop(&props, "userrefs") {
-            Some(Value::Uint64(n)) => *n,
-            _ => 0,
-        };
-        Ok(SnapshotProps { clones, userrefs })
+        Ok(snapshot_props_of(&self.read(Request::ObjsetStats, snapshot, None)?))
     }
 
     fn bookmarks(&mut self, dataset: &str) -> Result<Vec<Bookmark>, Fault> {
         let args = NvList::new().with("createtxg", Value::Boolean);
-        let answer = self.read(Request::GetBookmarks, dataset, Some(&args))?;
-        let mut out = Vec::with_capacity(answer.len());
-        for (name, props) in &answer.pairs {
-            let createtxg = match props {
-                Value::NvList(p) => match prop(p, "createtxg") {
-                    Some(Value::Uint64(t)) => Some(*t),
-                    _ => None,
-                },
-                _ => None,
-            }
-            .ok_or_else(|| Fault::Answer(format!("the bookmark {dataset}#{name} comes without createtxg")))?;
-            out.push(Bookmark { name: format!("{dataset}#{name}"), createtxg });
-        }
-        Ok(out)
+        bookmarks_of(dataset, &self.read(Request::GetBookmarks, dataset, Some(&args))?)
     }
 
     fn destroy_snapshots(&mut self, pool: &str, snapshots: &[String]) -> Result<(), Fault> {
@@ -197,5 +205,36 @@ impl Pool for Kernel {
     fn rollback(&mut self, dataset: &str, target: &str) -> Result<(), Fault> {
         let args = NvList::new().with("target", Value::String(target.to_owned()));
         self.change(Request::Rollback, dataset, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: Value) -> Value {
+        Value::NvList(NvList::new().with("value", v).with("source", Value::String(String::new())))
+    }
+
+    #[test]
+    fn answers_are_read_as_the_kernel_writes_them() {
+        let props = NvList::new()
+            .with("createtxg", value(Value::Uint64(42)))
+            .with("clones", value(Value::NvList(NvList::new().with("rpool/other", Value::Boolean))))
+            .with("userrefs", value(Value::Uint64(1)));
+        assert_eq!(
+            snapshot_props_of(&props),
+            SnapshotProps { clones: vec!["rpool/other".into()], userrefs: 1 }
+        );
+        assert_eq!(snapshot_props_of(&NvList::new()), SnapshotProps::default());
+
+        let answer = NvList::new()
+            .with("mark", Value::NvList(NvList::new().with("createtxg", value(Value::Uint64(7)))));
+        assert_eq!(
+            bookmarks_of("rpool/ds", &answer).unwrap(),
+            [Bookmark { name: "rpool/ds#mark".into(), createtxg: 7 }]
+        );
+        let answer = NvList::new().with("mark", Value::NvList(NvList::new()));
+        assert!(matches!(bookmarks_of("rpool/ds", &answer), Err(Fault::Answer(_))));
     }
 }
