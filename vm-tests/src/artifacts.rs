@@ -58,6 +58,10 @@ pub struct InitrdSpec<'a> {
     pub config: &'a serde_json::Value,
     /// Build even if the config is invalid (`--unchecked`, for bad-config).
     pub unchecked: bool,
+    /// Extra host files: SRC stored as DEST (`--file SRC:DEST`).
+    pub files: &'a [(PathBuf, String)],
+    /// Modules besides those the config asks for (`--add-module`).
+    pub add_modules: &'a [String],
 }
 
 /// Writes the config next to `out` and runs `initrd-tool mkinitrd`;
@@ -77,6 +81,14 @@ pub fn mkinitrd(bin: &Binaries, kernel: &Kernel, spec: &InitrdSpec<'_>, out: &Pa
         .arg(out);
     if spec.unchecked {
         cmd.arg("--unchecked");
+    }
+    for (src, dest) in spec.files {
+        let mut arg = src.clone().into_os_string();
+        arg.push(format!(":{dest}"));
+        cmd.arg("--file").arg(arg);
+    }
+    for m in spec.add_modules {
+        cmd.arg("--add-module").arg(m);
     }
     error::run(&mut cmd)?;
     let md = std::fs::metadata(out).map_err(|e| {

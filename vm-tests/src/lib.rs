@@ -8,6 +8,7 @@ pub mod bench;
 pub mod debian;
 pub mod error;
 pub mod expect;
+pub mod guest;
 pub mod harness;
 pub mod host;
 pub mod images;

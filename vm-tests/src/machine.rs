@@ -115,30 +115,21 @@ impl Machine {
     /// ro) and persist.img (last boot's ssh host keys, nothing else), and
     /// an initramfs with `config`.
     pub fn prepare(h: &Harness, dir: &Path, config: &serde_json::Value, unchecked: bool) -> Result<Machine> {
-        let expect = serde_json::to_vec_pretty(&plain_expectations())
-            .context(|| "cannot serialize the expectations".into())?;
-        let nix = Staging::new(&dir.join("nix-staging"))?;
-        nix.dir("/store", 0, 0, 0o755)?.copy(&h.bin.stage2, "/store/lethe-stage2", 0o555)?.file(
-            "/store/lethe-stage2.json",
-            &expect,
-            0,
-            0,
-            0o444,
-        )?;
+        let nix = nix_staging(h, dir, &plain_expectations())?;
         let nix_img = dir.join("nix.img");
         images::mkfs_ext4("nix", &nix, &nix_img, 32)?;
 
-        let persist = Staging::new(&dir.join("persist-staging"))?;
-        persist
-            .dir("/etc/ssh", 0, 0, 0o755)?
-            .file("/etc/ssh/ssh_host_ed25519_key", HOST_KEY.as_bytes(), 0, 0, 0o600)?
-            .file("/etc/ssh/ssh_host_ed25519_key.pub", HOST_KEY_PUB.as_bytes(), 0, 0, 0o644)?;
+        let persist = persist_staging(dir)?;
         let persist_img = dir.join("persist.img");
         images::mkfs_ext4("persist", &persist, &persist_img, 64)?;
 
         let initrd = dir.join("initrd.img");
-        let initramfs_bytes =
-            artifacts::mkinitrd(&h.bin, &h.kernel, &InitrdSpec { config, unchecked }, &initrd)?;
+        let initramfs_bytes = artifacts::mkinitrd(
+            &h.bin,
+            &h.kernel,
+            &InitrdSpec { config, unchecked, files: &[], add_modules: &[] },
+            &initrd,
+        )?;
         Ok(Machine {
             initrd,
             initramfs_bytes,
@@ -146,4 +137,41 @@ impl Machine {
             persist: persist_img,
         })
     }
+}
+
+/// /nix's tree in `dir`/nix-staging: stage 2 and, next to it, `expect`.
+pub fn nix_staging(h: &Harness, dir: &Path, expect: &Expectations) -> Result<Staging> {
+    let expect = serde_json::to_vec_pretty(expect).context(|| "cannot serialize the expectations".into())?;
+    let nix = Staging::new(&dir.join("nix-staging"))?;
+    nix.dir("/store", 0, 0, 0o755)?.copy(&h.bin.stage2, "/store/lethe-stage2", 0o555)?.file(
+        "/store/lethe-stage2.json",
+        &expect,
+        0,
+        0,
+        0o444,
+    )?;
+    Ok(nix)
+}
+
+/// /persist's tree before the first boot in `dir`/persist-staging: last
+/// boot's ssh host keys, nothing else.
+pub fn persist_staging(dir: &Path) -> Result<Staging> {
+    let persist = Staging::new(&dir.join("persist-staging"))?;
+    persist
+        .dir("/etc/ssh", 0, 0, 0o755)?
+        .file("/etc/ssh/ssh_host_ed25519_key", HOST_KEY.as_bytes(), 0, 0, 0o600)?
+        .file("/etc/ssh/ssh_host_ed25519_key.pub", HOST_KEY_PUB.as_bytes(), 0, 0, 0o644)?;
+    Ok(persist)
+}
+
+/// `expect` with the file system mounted at `target` replaced by `fs_type`
+/// with `options` (a machine whose root, /nix or /persist is not the plain one).
+pub fn remount(mut expect: Expectations, target: &str, fs_type: &str, options: &[&str]) -> Expectations {
+    let what =
+        MountKind::Fs { fs_type: fs_type.into(), options: options.iter().map(|o| o.to_string()).collect() };
+    match expect.mounts.iter_mut().find(|m| m.target == target) {
+        Some(m) => m.what = what,
+        None => expect.mounts.push(MountExpectation { target: target.into(), what }),
+    }
+    expect
 }

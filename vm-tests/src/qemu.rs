@@ -39,6 +39,8 @@ pub enum Outcome {
     Stage2(Report),
     /// Stage 2 printed its line but it did not parse.
     Stage2Garbled { line: String, error: String },
+    /// A busybox guest's script printed its last line ([`crate::guest::DONE`]).
+    GuestDone,
     /// Stage 1 failed: the step and the message lines (the FAILED line and
     /// what followed it up to the prompt).
     Failed { step: String, message: Vec<String> },
@@ -74,8 +76,19 @@ impl Boot {
                 r.failures.len()
             ),
             Outcome::Stage2Garbled { error, .. } => format!("stage 2's line did not parse: {error}"),
+            Outcome::GuestDone => {
+                let r = crate::guest::GuestResults::from_console(&self.console);
+                format!("the guest script finished: {} passed, {} failed", r.passed.len(), r.failed.len())
+            }
             Outcome::Failed { message, .. } => failure_text(message, 2),
-            Outcome::Exited { status } => format!("QEMU exited ({status}) without a result"),
+            Outcome::Exited { status } => {
+                match self.console.iter().find_map(|l| l.split_once("Kernel panic - ")) {
+                    Some((_, panic)) => {
+                        format!("kernel panic ({panic}); QEMU exited ({status}) without a result")
+                    }
+                    None => format!("QEMU exited ({status}) without a result"),
+                }
+            }
             Outcome::TimedOut if self.console.is_empty() => {
                 "not one console line before the timeout (the kernel did not start?); QEMU killed".into()
             }
@@ -177,6 +190,12 @@ fn watch(r: &mut ConsoleReader, deadline: Instant) -> Option<Outcome> {
             Err(true) => return Some(Outcome::TimedOut),
             Err(false) => return None,
         };
+        if line.contains(crate::guest::DONE) {
+            // The script powers off next.
+            let grace = (Instant::now() + POWER_OFF_GRACE).min(deadline);
+            while r.next(grace).is_ok() {}
+            return Some(Outcome::GuestDone);
+        }
         if let Some(parsed) = Report::from_console_line(&line) {
             let outcome = match parsed {
                 Ok(report) => Outcome::Stage2(report),

@@ -53,13 +53,15 @@ pub fn run(expect: &Expectations, root: &Path, observed: Observed) -> Report {
 }
 
 /// Before power-off, as systemd-shutdown does: unmounts every mount of a
-/// block device, children first, or remounts it read-only when it is busy
-/// (the file system holding this binary), so the disks are clean for the
-/// next boot and for the host's debugfs. Returns what could not be done.
+/// block device or a ZFS dataset, children first, or remounts it read-only
+/// when it is busy (the file system holding this binary), so the disks are
+/// clean for the next boot and for the host's debugfs. Returns what could
+/// not be done.
 pub fn unmount_disks(mountinfo: &str) -> Vec<String> {
     use rustix::mount::{MountFlags, UnmountFlags};
     let mut failures = Vec::new();
-    for m in mountinfo::parse(mountinfo).iter().rev().filter(|m| m.source.starts_with("/dev/")) {
+    let on_disk = |m: &&MountEntry| m.source.starts_with("/dev/") || m.fs_type == "zfs";
+    for m in mountinfo::parse(mountinfo).iter().rev().filter(on_disk) {
         if rustix::mount::unmount(m.mount_point.as_str(), UnmountFlags::empty()).is_ok() {
             continue;
         }
