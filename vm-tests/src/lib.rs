@@ -18,3 +18,4 @@ pub mod qemu;
 pub mod report;
 pub mod scenarios;
 pub mod stage2;
+pub mod zfs;

@@ -27,7 +27,7 @@ struct Cli {
 enum Cmd {
     /// Runs one scenario, or `all`; prints a summary and exits non-zero on a failure.
     Run {
-        /// plain-tmpfs, bad-config, missing-device, dry-run, or all.
+        /// A scenario (see `list`), or all.
         name: String,
         /// Prints every serial console as it arrives.
         #[arg(long, short)]

@@ -26,11 +26,19 @@ pub enum Scenario {
     BadConfig,
     MissingDevice,
     DryRun,
+    ZfsRollback,
+    ZfsBlank,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] =
-        [Scenario::PlainTmpfs, Scenario::BadConfig, Scenario::MissingDevice, Scenario::DryRun];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::PlainTmpfs,
+        Scenario::BadConfig,
+        Scenario::MissingDevice,
+        Scenario::DryRun,
+        Scenario::ZfsRollback,
+        Scenario::ZfsBlank,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +46,8 @@ impl Scenario {
             Scenario::BadConfig => "bad-config",
             Scenario::MissingDevice => "missing-device",
             Scenario::DryRun => "dry-run",
+            Scenario::ZfsRollback => "zfs-rollback",
+            Scenario::ZfsBlank => "zfs-blank",
         }
     }
 
@@ -52,6 +62,12 @@ impl Scenario {
             }
             Scenario::DryRun => {
                 "lethe.dry-run plans the plain machine's boot, changes no disk and stops before switch_root"
+            }
+            Scenario::ZfsRollback => {
+                "`initrd-tool rollback zfs` on a real pool in a busybox guest: newer snapshots and bookmarks destroyed, siblings untouched; dry run, missing snapshot or dataset, clones"
+            }
+            Scenario::ZfsBlank => {
+                "pool rpool (local/root@blank, local/nix, safe/persist) made in a guest; stage 1 imports it and rolls the root back; boots twice"
             }
         }
     }
@@ -69,6 +85,8 @@ impl Scenario {
             Scenario::BadConfig => bad_config(h, echo, &mut r),
             Scenario::MissingDevice => missing_device(h, echo, &mut r),
             Scenario::DryRun => dry_run(h, echo, &mut r),
+            Scenario::ZfsRollback => crate::zfs::zfs_rollback(h, echo, &mut r),
+            Scenario::ZfsBlank => crate::zfs::zfs_blank(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
@@ -95,7 +113,7 @@ impl ScenarioResult {
     }
 
     /// Records a failed check when `ok` is false.
-    fn check(&mut self, ok: bool, finding: impl FnOnce() -> String) {
+    pub(crate) fn check(&mut self, ok: bool, finding: impl FnOnce() -> String) {
         if !ok {
             self.findings.push(finding());
         }
