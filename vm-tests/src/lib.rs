@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod btrfs_blank;
 pub mod debian;
 pub mod error;
 pub mod expect;

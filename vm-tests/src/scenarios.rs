@@ -28,16 +28,18 @@ pub enum Scenario {
     DryRun,
     ZfsRollback,
     ZfsBlank,
+    BtrfsBlank,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::PlainTmpfs,
         Scenario::BadConfig,
         Scenario::MissingDevice,
         Scenario::DryRun,
         Scenario::ZfsRollback,
         Scenario::ZfsBlank,
+        Scenario::BtrfsBlank,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Scenario {
             Scenario::DryRun => "dry-run",
             Scenario::ZfsRollback => "zfs-rollback",
             Scenario::ZfsBlank => "zfs-blank",
+            Scenario::BtrfsBlank => "btrfs-blank",
         }
     }
 
@@ -69,6 +72,9 @@ impl Scenario {
             Scenario::ZfsBlank => {
                 "pool rpool (local/root@blank, local/nix, safe/persist) made in a guest; stage 1 imports it and rolls the root back; boots twice"
             }
+            Scenario::BtrfsBlank => {
+                "BTRFS @root re-created from @blank, old roots kept in @old_roots, @nix and @persist; boots twice, then checked on the host"
+            }
         }
     }
 
@@ -87,6 +93,7 @@ impl Scenario {
             Scenario::DryRun => dry_run(h, echo, &mut r),
             Scenario::ZfsRollback => crate::zfs::zfs_rollback(h, echo, &mut r),
             Scenario::ZfsBlank => crate::zfs::zfs_blank(h, echo, &mut r),
+            Scenario::BtrfsBlank => crate::btrfs_blank::btrfs_blank(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
