@@ -170,25 +170,6 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
         }
     }
 
-    let blank_sv = match &state.blank {
-        Entry::Subvolume(s) => s,
-        Entry::Missing => {
-            return Err(kept(format!(
-                "the blank snapshot {blank} does not exist: expected a read-only snapshot to re-create {root} from"
-            )));
-        }
-        other => {
-            return Err(kept(format!(
-                "{blank} is {}, not a subvolume: expected a read-only snapshot to re-create {root} from",
-                other.kind()
-            )));
-        }
-    };
-    if !blank_sv.readonly {
-        return Err(kept(format!(
-            "the blank snapshot {blank} is writable, so it may have been changed: expected a read-only snapshot"
-        )));
-    }
     for (path, entry) in [(&new, &state.new), (&retired, &state.retired)] {
         if matches!(entry, Entry::Directory | Entry::Other(_)) {
             return Err(kept(format!(
@@ -209,13 +190,35 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
             return Err(kept(format!("{root} is {}: expected the root subvolume", other.kind())));
         }
     };
-    if let Some(r) = root_sv
-        && r.nested.iter().any(|n| n.id == blank_sv.id)
-    {
-        return Err(kept(format!("the blank snapshot {blank} is nested in the root subvolume {root}")));
+    // The blank matters only for a new snapshot: finishing an interrupted switch
+    // needs none, and leaving no root at all would be the worst outcome.
+    if let Some(r) = root_sv {
+        let blank_sv = match &state.blank {
+            Entry::Subvolume(s) => s,
+            Entry::Missing => {
+                return Err(kept(format!(
+                    "the blank snapshot {blank} does not exist: expected a read-only snapshot to re-create {root} from"
+                )));
+            }
+            other => {
+                return Err(kept(format!(
+                    "{blank} is {}, not a subvolume: expected a read-only snapshot to re-create {root} from",
+                    other.kind()
+                )));
+            }
+        };
+        if !blank_sv.readonly {
+            return Err(kept(format!(
+                "the blank snapshot {blank} is writable, so it may have been changed: expected a read-only snapshot"
+            )));
+        }
+        if r.nested.iter().any(|n| n.id == blank_sv.id) {
+            return Err(kept(format!("the blank snapshot {blank} is nested in the root subvolume {root}")));
+        }
     }
     if let Some(dir) = &state.old_roots
         && matches!(dir.entry, Entry::Other(_))
+        && root_sv.is_some()
     {
         let path = opts.old_roots.as_ref().map(|o| o.path.to_string()).unwrap_or_default();
         return Err(kept(format!(
@@ -284,6 +287,11 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
         .chain(retired_now.map(|r| r.id))
         .collect();
     if doomed.contains(&state.default_subvolume) {
+        if root_sv.is_none() {
+            // Finishing a switch matters more than the deletions: keep only those steps.
+            steps.retain(|s| !matches!(s, Step::Delete { .. }));
+            return Ok(steps);
+        }
         return Err(kept(format!(
             "subvolume {} is the file system's default subvolume and this rollback would retire it: \
              expected the default to stay the top level (5) and the root mounted with subvol={root}",
@@ -438,6 +446,10 @@ mod tests {
                 "delete subvolume root.lethe-old (id 257, left by an interrupted rollback)",
             ]
         );
+        // The switch is finished even when the blank is gone meanwhile: there is no root otherwise.
+        let mut s2 = s.clone();
+        s2.blank = Entry::Missing;
+        assert_eq!(plan(&opts(false), &s2, 0).unwrap()[0], plan(&opts(false), &s, 0).unwrap()[0]);
         // Cut off after the snapshot: the stale copy goes, then a whole rollback.
         let mut s = state();
         s.new = Entry::Subvolume(sv(300, 0));
