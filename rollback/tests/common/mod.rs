@@ -89,8 +89,15 @@ pub struct Loop {
 impl Loop {
     /// A sparse image of `mib` MiB at `image`, attached.
     pub fn new(image: &Path, mib: u64) -> Loop {
+        Loop::attach(image, mib, false)
+    }
+
+    /// With `direct_io`, reads and writes bypass the host's page cache of the image,
+    /// as a disk's would (for timings).
+    pub fn attach(image: &Path, mib: u64, direct_io: bool) -> Loop {
         File::create(image).and_then(|f| f.set_len(mib << 20)).expect("image");
-        let dev = run(tool("losetup").args(["-f", "--show"]).arg(image)).trim().to_owned();
+        let dio = if direct_io { "--direct-io=on" } else { "--direct-io=off" };
+        let dev = run(tool("losetup").args(["-f", "--show", dio]).arg(image)).trim().to_owned();
         Loop { dev: PathBuf::from(dev) }
     }
 }
@@ -115,12 +122,17 @@ pub struct Fs {
 impl Fs {
     /// A new file system, or None (after the skip note) where BTRFS on loop devices is unavailable.
     pub fn new(test: &str, mib: u64) -> Option<Fs> {
+        Fs::create(test, mib, false)
+    }
+
+    /// The same on a loop device doing direct I/O (see [`Loop::attach`]).
+    pub fn create(test: &str, mib: u64, direct_io: bool) -> Option<Fs> {
         if let Some(why) = missing_capability() {
             unavailable(test, &why);
             return None;
         }
         let scratch = Scratch::new(test);
-        let lo = Loop::new(&scratch.0.join("disk.img"), mib);
+        let lo = Loop::attach(&scratch.0.join("disk.img"), mib, direct_io);
         run(tool("mkfs.btrfs").args(["-f", "-q"]).arg(&lo.dev));
         let top = scratch.0.join("top");
         fs::create_dir(&top).unwrap();
