@@ -324,7 +324,7 @@ pub fn prune(old: &[OldRoot], retiring: bool, keep_days: u32, keep_at_least: u32
 /// A name for an old root retired at `now`: its UTC time, with `-2`, `-3`… when taken.
 pub fn unique_name(now: i64, taken: &BTreeSet<String>) -> String {
     let base = utc(now);
-    (1..).map(|n| numbered(&base, n)).find(|n| !taken.contains(n)).unwrap_or(base)
+    (1..=u32::MAX).map(|n| numbered(&base, n)).find(|n| !taken.contains(n)).unwrap_or(base)
 }
 
 /// `base` for the first, `base-n` for the n-th.
