@@ -21,9 +21,38 @@ struct Kmsg {
 
 const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
 
-/// Turns debug messages on (`lethe.log=debug`).
+/// Turns debug messages on (`lethe.log=debug`), also for the libraries
+/// stage 1 calls, which speak through the `log` crate.
 pub fn set_debug(on: bool) {
     DEBUG.store(on, std::sync::atomic::Ordering::Relaxed);
+    // Fails only when already installed, which is fine.
+    let _ = ::log::set_logger(&Bridge);
+    ::log::set_max_level(if on { ::log::LevelFilter::Debug } else { ::log::LevelFilter::Info });
+}
+
+/// Routes the `log` crate's records (rollback's ioctls and zpool attempts,
+/// persist-bind's steps) to the console and the kernel log like stage 1's own.
+struct Bridge;
+
+impl ::log::Log for Bridge {
+    fn enabled(&self, m: &::log::Metadata<'_>) -> bool {
+        m.level() <= ::log::Level::Info || debug_enabled()
+    }
+
+    fn log(&self, r: &::log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = match r.level() {
+            ::log::Level::Error => Level::Err,
+            ::log::Level::Warn => Level::Warn,
+            ::log::Level::Info => Level::Info,
+            ::log::Level::Debug | ::log::Level::Trace => Level::Debug,
+        };
+        msg(level, &format!("{}: {}", r.target().split("::").next().unwrap_or(""), r.args()));
+    }
+
+    fn flush(&self) {}
 }
 
 pub fn debug_enabled() -> bool {

@@ -166,8 +166,19 @@ impl Root {
             .map_err(|e| FsError::io(p, "mkdir", e))?;
             rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| FsError::io(p, "chown", e))?;
             rfs::fchmod(&fd, RMode::from_raw_mode(mode.bits())).map_err(|e| FsError::io(p, "chmod", e))?;
-            rfs::renameat_with(&dir, tmp.as_str(), &dir, p.file_name(), rfs::RenameFlags::NOREPLACE)
-                .map_err(|e| FsError::io(p, "mkdir", e))
+            match rfs::renameat_with(&dir, tmp.as_str(), &dir, p.file_name(), rfs::RenameFlags::NOREPLACE) {
+                // ZFS before 2.2 refuses every rename flag. Without the
+                // flag, rename would replace an empty directory made
+                // there meanwhile; only stage 1 runs at this point, and
+                // the name is checked to be free just before.
+                Err(Errno::INVAL) => match rfs::statat(&dir, p.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Err(Errno::NOENT) => rfs::renameat(&dir, tmp.as_str(), &dir, p.file_name())
+                        .map_err(|e| FsError::io(p, "mkdir", e)),
+                    Ok(_) => Err(FsError::io(p, "mkdir", Errno::EXIST)),
+                    Err(e) => Err(FsError::io(p, "mkdir", e)),
+                },
+                r => r.map_err(|e| FsError::io(p, "mkdir", e)),
+            }
         })();
         if made.is_err() {
             let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::REMOVEDIR);

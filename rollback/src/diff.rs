@@ -66,7 +66,18 @@ pub enum DiffError {
 /// `blank` is `None`: a tmpfs root keeps nothing). Paths are relative to
 /// `current`; mount points below `current` are not entered.
 pub fn compare(current: &Path, blank: Option<&Path>) -> Result<Vec<Change>, DiffError> {
-    let mounts = mount_points_below(current);
+    compare_skipping(current, blank, &[])
+}
+
+/// [`compare`], leaving out the entries named `skip` directly in `current`
+/// (ZFS's `.zfs` control directory, listed when `snapdir=visible`).
+pub fn compare_skipping(
+    current: &Path,
+    blank: Option<&Path>,
+    skip: &[&str],
+) -> Result<Vec<Change>, DiffError> {
+    let mut mounts = mount_points_below(current);
+    mounts.extend(skip.iter().map(|s| current.join(s)));
     let mut out = Vec::new();
     walk(current, blank, Path::new(""), &mounts, 0, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -238,6 +249,16 @@ mod tests {
         tree(&d, &["a", "b/c"]);
         let got: Vec<String> = compare(&d, None).unwrap().iter().map(|c| c.to_string()).collect();
         assert_eq!(got, ["+ /a", "+ /b/ (1 entry)"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn skipped_top_level_entries_are_not_listed() {
+        let d = scratch("c");
+        tree(&d, &[".zfs/snapshot/blank/x", "new"]);
+        let got: Vec<String> =
+            compare_skipping(&d, None, &[".zfs"]).unwrap().iter().map(|c| c.to_string()).collect();
+        assert_eq!(got, ["+ /new"]);
         fs::remove_dir_all(&d).unwrap();
     }
 

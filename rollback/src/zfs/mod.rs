@@ -118,7 +118,11 @@ pub fn diff(opts: &Options) -> Result<Vec<crate::diff::Change>, Error> {
     if let Err(source) = std::fs::read_dir(&blank) {
         return Err(Error::SnapshotDir { dataset, snapshot, path: blank, source });
     }
-    crate::diff::compare(&root, Some(&blank)).map_err(|source| Error::Diff { dataset, snapshot, source })
+    crate::diff::compare_skipping(&root, Some(&blank), &[".zfs"]).map_err(|source| Error::Diff {
+        dataset,
+        snapshot,
+        source,
+    })
 }
 
 /// Where `dataset` is mounted, from /proc/self/mountinfo: the first zfs mount whose source is it.
