@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::json;
 
@@ -82,36 +81,30 @@ fn hostid_file(dir: &Path) -> Result<(PathBuf, String)> {
     Ok((p, "/etc/hostid".into()))
 }
 
-/// The pool's disk: a sparse file of `mib` MiB with one GPT partition of
-/// type "Solaris /usr & Apple ZFS" (vda1). On a whole disk, zpool would
-/// partition it and wait for udev to announce the partitions, and the
-/// guests have no udev.
+/// The pool's disk: a sparse file of `mib` MiB with an MBR holding one
+/// partition (vda1) of type 0xbf (Solaris) from 1 MiB to the end. On a
+/// whole disk, zpool would partition it itself and wait for udev to
+/// announce the partitions, and the guests have no udev.
 fn pool_disk(path: &Path, mib: u64) -> Result<()> {
-    let f = std::fs::File::create(path).context(|| error::at(path, "cannot create"))?;
-    f.set_len(mib << 20).context(|| error::at(path, "cannot size"))?;
-    drop(f);
-    let mut cmd = Command::new("sfdisk");
-    cmd.args(["--quiet", "--no-reread", "--no-tell-kernel"]).arg(path).stdin(Stdio::piped());
-    let command = error::display(&cmd);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context(|| format!("cannot run `{command}` (install fdisk: scripts/install-deps.sh)"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(b"label: gpt\n,,6A898CC3-1DD2-11B2-99A6-080020736631\n")
-            .context(|| format!("cannot write to `{command}`"))?;
-    }
-    let out = child.wait_with_output().context(|| format!("cannot wait for `{command}`"))?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    Ok(())
+    let mut f = std::fs::File::create(path).context(|| error::at(path, "cannot create"))?;
+    f.write_all(&mbr(mib)).context(|| error::at(path, "cannot write"))?;
+    f.set_len(mib << 20).context(|| error::at(path, "cannot size"))
+}
+
+/// A master boot record with one partition from sector 2048 to the end of
+/// a `mib` MiB disk (LBA only: the CHS fields say "beyond 8 GiB").
+fn mbr(mib: u64) -> [u8; 512] {
+    const START: u32 = 2048;
+    let sectors = u32::try_from((mib << 20) / 512).unwrap_or(u32::MAX);
+    let mut m = [0u8; 512];
+    let e = &mut m[446..462];
+    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[4] = 0xbf;
+    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[8..12].copy_from_slice(&START.to_le_bytes());
+    e[12..16].copy_from_slice(&(sectors - START).to_le_bytes());
+    m[510..].copy_from_slice(&[0x55, 0xaa]);
+    m
 }
 
 /// The busybox guest with zpool, zfs, initrd-tool and the modules, and
@@ -256,4 +249,20 @@ pub fn zfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Res
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_disk_has_one_partition_from_1_mib_to_the_end() {
+        let m = mbr(256);
+        let e = &m[446..462];
+        assert_eq!(e[4], 0xbf);
+        assert_eq!(u32::from_le_bytes(e[8..12].try_into().unwrap()), 2048);
+        assert_eq!(u32::from_le_bytes(e[12..16].try_into().unwrap()), 256 * 2048 - 2048);
+        assert!(m[462..510].iter().all(|&b| b == 0), "one partition only");
+        assert_eq!(m[510..], [0x55, 0xaa]);
+    }
 }
