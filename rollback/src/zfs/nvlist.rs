@@ -588,8 +588,16 @@ fn count(
     Ok(n)
 }
 
+/// Text from the stream, byte for byte: ZFS does not require UTF-8 (user properties hold any
+/// bytes), so each byte that is not part of valid UTF-8 becomes one `?`. The length stays that
+/// of the bytes, which the pair sizes the stream claims are checked against.
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let mut s = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        s.push_str(chunk.valid());
+        s.extend(std::iter::repeat_n('?', chunk.invalid().len()));
+    }
+    s
 }
 
 fn check_version(r: &Reader<'_>, at: usize, version: i32) -> Result<(), DecodeError> {
@@ -1096,6 +1104,56 @@ mod tests {
             b.extend([0, 0, 0, 0, 0, 0, 0, 1]);
         }
         assert!(matches!(NvList::unpack(&b), Err(DecodeError::TooDeep { .. })));
+    }
+
+    /// A NATIVE list (little-endian) holding one string pair, its bytes as given.
+    fn native_string_list(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let name_sz = name.len() + 1;
+        let valoff = align8((NVPAIR_HEADER + name_sz) as u64) as usize;
+        let size = valoff + align8(value.len() as u64 + 1) as usize;
+        let mut b = vec![NV_ENCODE_NATIVE, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let pair = b.len();
+        b.extend((size as i32).to_le_bytes());
+        b.extend((name_sz as i16).to_le_bytes());
+        b.extend([0, 0]);
+        b.extend(1i32.to_le_bytes());
+        b.extend(ty::STRING.to_le_bytes());
+        b.extend(name);
+        b.resize(pair + valoff, 0);
+        b.extend(value);
+        b.resize(pair + size, 0);
+        b.extend(0i32.to_le_bytes());
+        b
+    }
+
+    /// ZFS does not require UTF-8: a user property (`zfs set com.example:note=…`) holds any
+    /// bytes, and the kernel's answer for a snapshot's properties carries it. Such a list is
+    /// valid; its text is decoded byte for byte (an invalid byte reads as `?`), so that the
+    /// sizes the stream claims still add up.
+    #[test]
+    fn strings_that_are_not_utf8_decode() {
+        let b = native_string_list(b"com.example:note", b"touch\xe9\xe9");
+        let l = NvList::unpack(&b).unwrap();
+        assert_eq!(l.get_str("com.example:note"), Some("touch??"));
+        let b = native_string_list(b"x\xff\xfe", b"\xc3");
+        let l = NvList::unpack(&b).unwrap();
+        assert_eq!(l.pairs, [("x??".to_owned(), Value::String("?".into()))]);
+        // Valid UTF-8 is kept as it is.
+        let b = native_string_list("n\u{e9}".as_bytes(), "caf\u{e9}".as_bytes());
+        assert_eq!(NvList::unpack(&b).unwrap().get_str("n\u{e9}"), Some("caf\u{e9}"));
+
+        let mut b = NvList::new()
+            .with("note", Value::String("cafe".into()))
+            .with("list", Value::StringArray(vec!["ab".into()]))
+            .pack_xdr()
+            .unwrap();
+        let at = b.windows(4).position(|w| w == b"cafe").unwrap();
+        b[at + 3] = 0xe9;
+        let at = b.windows(2).position(|w| w == b"ab").unwrap();
+        b[at] = 0x80;
+        let l = NvList::unpack(&b).unwrap();
+        assert_eq!(l.get_str("note"), Some("caf?"));
+        assert_eq!(l.get("list"), Some(&Value::StringArray(vec!["?b".into()])));
     }
 
     #[test]
