@@ -518,3 +518,28 @@ fn a_device_without_btrfs_is_an_error_naming_it() {
     assert!(msg.starts_with(&format!("{}: cannot mount the top level", lo.dev.display())), "{msg}");
     assert!(msg.contains("root") && msg.contains("no btrfs"), "{msg}");
 }
+
+#[test]
+fn configured_paths_that_collide_with_the_temporaries_keep_the_old_root() {
+    let Some(fs) = machine("collide") else { return };
+    // Old roots kept in a subvolume named like the root's temporary, holding an
+    // old root: the leftover cleanup must not take them for its own.
+    fs.subvolume_create("root.lethe-old");
+    fs.snapshot_ro("root", "root.lethe-old/2024-01-01T00:00:00Z");
+    let o = Options {
+        old_roots: Some(OldRoots { path: p("root.lethe-old"), keep_days: 30, keep_at_least: 5 }),
+        ..opts(&fs)
+    };
+    let before = snapshot_of(&fs);
+    let reason = kept(&o);
+    assert!(reason.contains("root.lethe-old") && reason.contains("overlap"), "{reason}");
+    assert_eq!(snapshot_of(&fs), before);
+    // A blank named like the new root's temporary is never deleted as a leftover.
+    fs.snapshot_ro("blank", "root.lethe-new");
+    let before = snapshot_of(&fs);
+    for blank in ["root.lethe-new", "root.lethe-new/x"] {
+        let reason = kept(&Options { blank: p(blank), ..opts(&fs) });
+        assert!(reason.contains("root.lethe-new") && reason.contains("overlap"), "{reason}");
+    }
+    assert_eq!(snapshot_of(&fs), before);
+}

@@ -155,6 +155,7 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
     let kept = |why: String| Kept::new(format!("{dev}: {why}"));
 
     // Layouts in which a deletion could reach what must stay.
+    let overlap = |a: &SubvolPath, b: &SubvolPath| a == b || a.starts_with(b) || b.starts_with(a);
     if blank == root || blank.starts_with(root) {
         return Err(kept(format!(
             "the blank snapshot {blank} is inside the root subvolume {root}: expected it outside"
@@ -162,11 +163,22 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
     }
     if let Some(o) = &opts.old_roots {
         let p = &o.path;
-        if p == root || p.starts_with(root) || root.starts_with(p) {
+        if overlap(p, root) {
             return Err(kept(format!("old roots ({p}) and the root subvolume {root} overlap")));
         }
-        if p == blank || p.starts_with(blank) || blank.starts_with(p) {
+        if overlap(p, blank) {
             return Err(kept(format!("old roots ({p}) and the blank snapshot {blank} overlap")));
+        }
+    }
+    // lethe's temporaries are deleted as leftovers: nothing configured may live there.
+    let configured = std::iter::once(("the blank snapshot", blank))
+        .chain(opts.old_roots.as_ref().map(|o| ("old roots", &o.path)));
+    for (what, path) in configured {
+        if let Some(temp) = [&new, &retired].into_iter().find(|t| overlap(path, t)) {
+            return Err(kept(format!(
+                "{what} ({path}) and {temp}, the name this rollback uses for its temporary, overlap: \
+                 expected {what} elsewhere"
+            )));
         }
     }
 
@@ -491,6 +503,36 @@ mod tests {
         let mut o = opts(false);
         o.blank = p("root/blank");
         assert!(plan(&o, &state(), 0).unwrap_err().reason.contains("inside the root"));
+    }
+
+    #[test]
+    fn configured_paths_never_overlap_the_temporaries() {
+        // Else the leftover cleanup would delete the blank, or old roots, as its own.
+        let mut s = state();
+        s.retired = Entry::Subvolume(sv(300, 0));
+        for (blank, old_roots) in [
+            ("root.lethe-new", "old"),
+            ("root.lethe-old/blank", "old"),
+            ("blank", "root.lethe-old"),
+            ("blank", "root.lethe-new/old"),
+            ("blank", "root.lethe-old/x"),
+        ] {
+            let mut o = opts(true);
+            o.blank = p(blank);
+            o.old_roots.as_mut().unwrap().path = p(old_roots);
+            s.old_roots =
+                Some(OldRootsDir { entry: Entry::Missing, names: BTreeSet::new(), subvolumes: vec![] });
+            let reason = plan(&o, &s, 0).unwrap_err().reason;
+            assert!(
+                reason.contains("overlap") && reason.contains("temporary"),
+                "{blank} {old_roots}: {reason}"
+            );
+        }
+        // Names that only share a prefix are fine.
+        let mut o = opts(true);
+        o.old_roots.as_mut().unwrap().path = p("root.lethe-older");
+        s.old_roots = Some(OldRootsDir { entry: Entry::Missing, names: BTreeSet::new(), subvolumes: vec![] });
+        assert!(plan(&o, &s, 0).is_ok());
     }
 
     fn old(name: &str, otime: i64) -> OldRoot {
