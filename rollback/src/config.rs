@@ -183,11 +183,41 @@ pub fn validate(rollback: Option<&Rollback>, pools: Option<&Pools>) -> Vec<Confi
                 format!("the pool {pool:?} of {} is not in pools.zfs, so nothing imports it", z.dataset),
             ));
         }
+        let full = z.dataset.as_str().len() + 1 + z.snapshot.as_str().len();
+        if full >= MAX_DATASET_NAME {
+            errors.push(err(
+                "rollback.zfs.snapshot",
+                format!(
+                    "{}@{} is {full} bytes long: ZFS names are at most {} bytes",
+                    z.dataset,
+                    z.snapshot,
+                    MAX_DATASET_NAME - 1
+                ),
+            ));
+        }
     }
     if let Some(Rollback::Btrfs(b)) = rollback {
         if b.subvolume == b.blank {
             errors
                 .push(err("rollback.btrfs.blank", "the blank snapshot cannot be the root subvolume itself"));
+        }
+        if b.blank.starts_with(&b.subvolume) {
+            errors.push(err(
+                "rollback.btrfs.blank",
+                format!(
+                    "{} is inside the root subvolume {}, which every boot replaces: expected it outside",
+                    b.blank, b.subvolume
+                ),
+            ));
+        }
+        if b.subvolume.starts_with(&b.blank) {
+            errors.push(err(
+                "rollback.btrfs.subvolume",
+                format!(
+                    "{} is inside the blank snapshot {}, which is read-only: expected it outside",
+                    b.subvolume, b.blank
+                ),
+            ));
         }
         if let Some(o) = &b.old_roots {
             if o.path == b.subvolume || o.path.starts_with(&b.subvolume) {
@@ -203,6 +233,15 @@ pub fn validate(rollback: Option<&Rollback>, pools: Option<&Pools>) -> Vec<Confi
                 errors.push(err(
                     "rollback.btrfs.oldRoots.path",
                     format!("{} is inside the blank snapshot", o.path),
+                ));
+            }
+            if b.blank.starts_with(&o.path) {
+                errors.push(err(
+                    "rollback.btrfs.oldRoots.path",
+                    format!(
+                        "the blank snapshot {} is inside {}, where old roots are pruned",
+                        b.blank, o.path
+                    ),
                 ));
             }
             if b.subvolume.starts_with(&o.path) {
@@ -534,6 +573,44 @@ mod tests {
         let e = parse(&format!(r#"{base}{{"path":"old","keepAtLeast":0}}}}}}}}"#)).unwrap_err();
         assert!(e.contains("keepAtLeast"), "{e}");
         assert!(parse(&format!(r#"{base}{{"path":"rootx"}}}}}}}}"#)).is_ok());
+    }
+
+    /// What the rollback would refuse on every boot (keeping the old root) is refused at
+    /// check-config, so that it fails `nixos-rebuild` instead.
+    #[test]
+    fn layouts_the_rollback_refuses_are_config_errors() {
+        let btrfs = |subvolume: &str, blank: &str, old_roots: Option<&str>| {
+            let old = old_roots.map_or(String::new(), |o| format!(r#","oldRoots":{{"path":"{o}"}}"#));
+            parse(&format!(
+                r#"{{"rollback":{{"btrfs":{{"device":"/dev/vda","subvolume":"{subvolume}","blank":"{blank}"{old}}}}}}}"#
+            ))
+        };
+        // The blank inside the root would be deleted (or retired) with it.
+        let e = btrfs("root", "root/blank", None).unwrap_err();
+        assert!(e.starts_with("rollback.btrfs.blank: ") && e.contains("inside the root subvolume"), "{e}");
+        // The root inside the read-only blank cannot be replaced.
+        let e = btrfs("blank/root", "blank", None).unwrap_err();
+        assert!(e.starts_with("rollback.btrfs.subvolume: ") && e.contains("inside the blank"), "{e}");
+        // The blank inside old roots would be pruned.
+        let e = btrfs("root", "old/blank", Some("old")).unwrap_err();
+        assert!(e.starts_with("rollback.btrfs.oldRoots.path: ") && e.contains("blank"), "{e}");
+        assert!(btrfs("root", "blank", Some("old")).is_ok());
+        assert!(btrfs("@/root", "@blank", Some("@old")).is_ok());
+    }
+
+    /// ZFS names are at most 255 bytes, the snapshot's full name `dataset@snapshot` included.
+    #[test]
+    fn the_blank_snapshots_full_name_fits_zfs() {
+        let config = |dataset: &str, snapshot: &str| {
+            parse(&format!(
+                r#"{{"rollback":{{"zfs":{{"dataset":"{dataset}","snapshot":"{snapshot}"}}}},"pools":{{"zfs":{{"rpool":{{}}}}}}}}"#
+            ))
+        };
+        let dataset = format!("rpool/{}", "d".repeat(240));
+        let e = config(&dataset, &"s".repeat(20)).unwrap_err();
+        assert!(e.starts_with("rollback.zfs.snapshot: ") && e.contains("255"), "{e}");
+        assert!(config(&dataset, &"s".repeat(255 - dataset.len() - 1)).is_ok());
+        assert!(config(&dataset, &"s".repeat(256 - dataset.len() - 1)).is_err());
     }
 
     #[test]
