@@ -321,13 +321,17 @@ fn delete_tree(steps: &mut Vec<Step>, path: &str, sv: &Subvol, why: Why) {
     steps.push(Step::Delete { path: path.to_owned(), id: sv.id, why });
 }
 
-/// The old roots to delete: older than `keep_days`, and not among the newest
-/// `keep_at_least` (by creation time). With `retiring`, the root this run moves
-/// in is the newest and takes one of the kept places.
+/// The old roots to delete: created more than `keep_days` ago, and not among
+/// the newest `keep_at_least`. With `retiring`, the root this run moves in is
+/// the newest and takes one of the kept places.
+///
+/// "Newest" is the order of creation, which the subvolume ids give (a new
+/// subvolume's id is above every existing one's), not the creation times: a
+/// machine whose clock was in 1970 or in the future on some boots would
+/// otherwise count the wrong ones as newest and delete the real newest.
 pub fn prune(old: &[OldRoot], retiring: bool, keep_days: u32, keep_at_least: u32, now: i64) -> Vec<&OldRoot> {
     let mut by_age: Vec<&OldRoot> = old.iter().collect();
-    // Newest first; the name breaks ties so that the order never depends on the listing.
-    by_age.sort_by(|a, b| b.subvol.otime.cmp(&a.subvol.otime).then_with(|| b.name.cmp(&a.name)));
+    by_age.sort_by(|a, b| b.subvol.id.cmp(&a.subvol.id));
     let keep = (keep_at_least.max(1) as usize).saturating_sub(usize::from(retiring));
     let cutoff = now.saturating_sub(i64::from(keep_days).saturating_mul(DAY));
     by_age.into_iter().skip(keep).filter(|o| o.subvol.otime < cutoff).collect()
@@ -558,6 +562,27 @@ mod tests {
         // keepAtLeast below 1 still keeps the newest.
         assert_eq!(names(prune(&roots, false, 0, 0, now)), ["c", "b", "a"]);
         assert!(prune(&[], false, 0, 1, now).is_empty());
+    }
+
+    #[test]
+    fn the_newest_are_the_last_created_whatever_the_clock_said() {
+        // Subvolume ids grow with each subvolume created; creation times follow the clock.
+        let at = |name: &str, id: u64, otime: i64| OldRoot { name: name.into(), subvol: sv(id, otime) };
+        let now = 20_000 * DAY; // 2024
+        let roots = [
+            at("a", 300, 19_700 * DAY),
+            at("b", 310, 19_800 * DAY),
+            at("c", 320, 10 * DAY), // created on boots with the RTC in 1970
+            at("d", 330, 20 * DAY),
+        ];
+        // The root retired now and the two created before it (d, c) are the newest 3.
+        assert_eq!(names(prune(&roots, true, 30, 3, now)), ["b", "a"]);
+        assert_eq!(names(prune(&roots, false, 30, 2, now)), ["b", "a"]);
+        // A root created while the RTC was in the future is young until then, but
+        // takes no place from the newest.
+        let roots = [at("a", 300, 19_700 * DAY), at("x", 310, 40_000 * DAY), at("c", 320, 19_800 * DAY)];
+        assert_eq!(names(prune(&roots, true, 30, 2, now)), ["a"]);
+        assert_eq!(names(prune(&roots, false, 30, 1, now)), ["a"]);
     }
 
     #[test]
