@@ -182,13 +182,14 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
         }
     }
 
-    for (path, entry) in [(&new, &state.new), (&retired, &state.retired)] {
-        if matches!(entry, Entry::Directory | Entry::Other(_)) {
-            return Err(kept(format!(
-                "{path} is {}: expected nothing there, or a subvolume left by an interrupted rollback",
-                entry.kind()
-            )));
-        }
+    let unexpected = |path: &SubvolPath, entry: &Entry| {
+        kept(format!(
+            "{path} is {}: expected nothing there, or a subvolume left by an interrupted rollback",
+            entry.kind()
+        ))
+    };
+    if matches!(state.new, Entry::Directory | Entry::Other(_)) {
+        return Err(unexpected(&new, &state.new));
     }
     let root_sv = match &state.root {
         Entry::Subvolume(s) => Some(s),
@@ -202,9 +203,13 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
             return Err(kept(format!("{root} is {}: expected the root subvolume", other.kind())));
         }
     };
-    // The blank matters only for a new snapshot: finishing an interrupted switch
-    // needs none, and leaving no root at all would be the worst outcome.
+    // The blank and the retired root's name matter only for a new snapshot:
+    // finishing an interrupted switch needs neither, and leaving no root at all
+    // would be the worst outcome.
     if let Some(r) = root_sv {
+        if matches!(state.retired, Entry::Directory | Entry::Other(_)) {
+            return Err(unexpected(&retired, &state.retired));
+        }
         let blank_sv = match &state.blank {
             Entry::Subvolume(s) => s,
             Entry::Missing => {
@@ -466,6 +471,15 @@ mod tests {
         let mut s2 = s.clone();
         s2.blank = Entry::Missing;
         assert_eq!(plan(&opts(false), &s2, 0).unwrap()[0], plan(&opts(false), &s, 0).unwrap()[0]);
+        // Nor does anything unexpected at the retired root's name stop it (it is left alone).
+        for stray in [Entry::Directory, Entry::Other("a regular file")] {
+            let mut s3 = s.clone();
+            s3.retired = stray;
+            assert_eq!(
+                lines(&plan(&opts(false), &s3, 0).unwrap()),
+                ["rename root.lethe-new -> root (finishing an interrupted rollback)", "sync"]
+            );
+        }
         // Cut off after the snapshot: the stale copy goes, then a whole rollback.
         let mut s = state();
         s.new = Entry::Subvolume(sv(300, 0));
