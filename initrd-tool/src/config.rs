@@ -250,6 +250,7 @@ impl Config {
         }
         if let Some(r) = &self.root {
             check_fs(&mut errors, "root", &r.fs_type, r.device.as_ref(), &r.options);
+            self.check_pool_imported(&mut errors, "root", &r.fs_type, r.device.as_ref());
             if r.fs_type != "tmpfs" && (r.size.is_some() || r.mode.is_some()) {
                 errors.push(err("root", "size and mode apply to a tmpfs root only"));
             }
@@ -277,8 +278,28 @@ impl Config {
                 Err(e) => errors.push(err(&at, format!("not a usable mount point: {e}"))),
             }
             check_fs(&mut errors, &at, &m.fs_type, m.device.as_ref(), &m.options);
+            self.check_pool_imported(&mut errors, &at, &m.fs_type, m.device.as_ref());
         }
         errors
+    }
+
+    /// A ZFS dataset can be mounted only when stage 1 imports its pool (pools.zfs).
+    fn check_pool_imported(
+        &self,
+        errors: &mut Vec<ConfigError>,
+        at: &str,
+        fs: &str,
+        device: Option<&Source>,
+    ) {
+        let Some(Source::Dataset(d)) = device else { return };
+        let pool = d.pool();
+        let imported = self.pools.as_ref().is_some_and(|p| p.zfs.keys().any(|n| n.as_str() == pool));
+        if fs == "zfs" && !imported {
+            errors.push(err(
+                &format!("{at}.device"),
+                format!("the pool {pool:?} of {d} is not in pools.zfs, so nothing imports it"),
+            ));
+        }
     }
 
     /// The mounts below the root, parents first.
@@ -414,6 +435,37 @@ mod tests {
         assert!(matches!(&root.device, Some(Source::Dataset(d)) if d.as_str() == "rpool/local/root"));
         assert_eq!(root.device.as_ref().unwrap().block(), None, "a dataset is not waited for as a device");
         assert_eq!(c.fs_types(), ["zfs"]);
+    }
+
+    /// Stage 1 imports only the pools in pools.zfs: a dataset of another pool cannot be mounted.
+    #[test]
+    fn a_dataset_is_mounted_only_from_a_pool_that_is_imported() {
+        let e = errors(
+            r#"{"version": 1, "root": {"fsType": "zfs", "device": "rpool/local/root"},
+                "mounts": {"/nix": {"fsType": "zfs", "device": "tank/nix"}}}"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "root.device: the pool \"rpool\" of rpool/local/root is not in pools.zfs, so nothing imports it",
+                "mounts./nix.device: the pool \"tank\" of tank/nix is not in pools.zfs, so nothing imports it",
+            ]
+        );
+        let e = errors(
+            r#"{"version": 1, "pools": {"zfs": {"rpool": {}}},
+                "root": {"fsType": "zfs", "device": "rpool/local/root"},
+                "mounts": {"/nix": {"fsType": "zfs", "device": "tank/nix"}}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("mounts./nix.device: the pool \"tank\""), "{e:?}");
+        assert!(
+            Config::from_slice(
+                br#"{"version": 1, "pools": {"zfs": {"rpool": {}, "tank": {}}},
+                    "root": {"fsType": "zfs", "device": "rpool/local/root"},
+                    "mounts": {"/nix": {"fsType": "zfs", "device": "tank/nix"}}}"#
+            )
+            .is_ok()
+        );
     }
 
     #[test]
