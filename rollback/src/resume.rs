@@ -6,7 +6,7 @@
 //! page; as long as it is there, an image waits.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The swap header page (x86_64 and aarch64 with 4 KiB pages).
@@ -21,18 +21,39 @@ const SIGNATURES: [(&[u8], &str); 5] = [
     (b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c", "TuxOnIce"),
 ];
 
-/// The hibernation image's kind when `device` holds one.
+/// The hibernation image's kind when `device` holds one at its start (a swap partition).
 pub fn image_on(device: &Path) -> io::Result<Option<&'static str>> {
+    image_at(device, 0)
+}
+
+/// The hibernation image's kind when `device` holds one in the swap header `offset` pages
+/// into it: a swap file's, with `resume_offset=` (the kernel's unit is the page).
+pub fn image_at(device: &Path, offset: u64) -> io::Result<Option<&'static str>> {
+    let Some(start) = offset.checked_mul(PAGE as u64) else { return Ok(None) };
     let mut page = vec![0u8; PAGE];
     let mut f = File::open(device)?;
+    if start > 0 {
+        f.seek(SeekFrom::Start(start))?;
+    }
     let mut read = 0;
     while read < PAGE {
         match f.read(&mut page[read..])? {
-            0 => return Ok(None), // smaller than a page: no swap header
+            0 => return Ok(None), // less than a page there: no swap header
             n => read += n,
         }
     }
     Ok(signature(&page))
+}
+
+/// `resume_offset=` from the command line: where in the resume device the swap header is, in
+/// pages (0, the device's start, unless a swap file holds the image).
+pub fn resume_offset(cmdline: &str) -> u64 {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("resume_offset="))
+        .next_back()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn signature(page: &[u8]) -> Option<&'static str> {
@@ -47,7 +68,10 @@ pub fn resume_device(cmdline: &str) -> Option<PathBuf> {
     if let Ok(s) = std::fs::read_to_string("/sys/power/resume") {
         let s = s.trim();
         if !s.is_empty() && s != "0:0" {
-            return Some(PathBuf::from(format!("/dev/block/{s}"))).filter(|p| p.exists());
+            if let Some(node) = device_node(s, Path::new("/sys"), Path::new("/dev")) {
+                return Some(node);
+            }
+            // No node for it here: what the command line names is looked at instead.
         }
     }
     let spec = cmdline.split_ascii_whitespace().filter_map(|w| w.strip_prefix("resume=")).next_back()?;
@@ -66,10 +90,31 @@ pub fn resume_device(cmdline: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// The node of the block device `devno` (`major:minor`): udev's /dev/block link, else the
+/// name the kernel gives it in /sys/dev/block/M:m/uevent.
+fn device_node(devno: &str, sys: &Path, dev: &Path) -> Option<PathBuf> {
+    let (major, minor) = devno.split_once(':')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return None;
+    }
+    let link = dev.join("block").join(devno);
+    if link.exists() {
+        return Some(link);
+    }
+    let uevent = std::fs::read_to_string(sys.join("dev/block").join(devno).join("uevent")).ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let node = dev.join(name);
+    node.exists().then_some(node)
+}
+
 /// A hibernation image waiting on the resume device, if any: (device, kind).
 pub fn pending_image(cmdline: &str) -> Option<(PathBuf, &'static str)> {
     let dev = resume_device(cmdline)?;
-    let kind = image_on(&dev).ok()??;
+    let kind = image_at(&dev, resume_offset(cmdline)).ok()??;
     Some((dev, kind))
 }
 
@@ -89,6 +134,54 @@ mod tests {
         assert_eq!(signature(&page_with(b"S1SUSPEND\0")), Some("swsusp"));
         assert_eq!(signature(&page_with(b"ULSUSPEND\0")), Some("uswsusp"));
         assert_eq!(signature(&vec![0u8; PAGE]), None);
+    }
+
+    /// Hibernation to a swap file: `resume=` names the file system's device and
+    /// `resume_offset=` the page of the swap file's header on it.
+    #[test]
+    fn an_image_in_a_swap_file_is_found_at_its_offset() {
+        let p = std::env::temp_dir().join(format!("lethe-resume-offset-{}", std::process::id()));
+        let mut dev = vec![0u8; 3 * PAGE];
+        dev.extend(page_with(b"S1SUSPEND\0"));
+        std::fs::write(&p, &dev).unwrap();
+        assert_eq!(image_at(&p, 0).unwrap(), None);
+        assert_eq!(image_at(&p, 3).unwrap(), Some("swsusp"));
+        assert_eq!(image_at(&p, 4).unwrap(), None, "past the end: no swap header");
+        assert_eq!(image_at(&p, u64::MAX).unwrap(), None);
+
+        let line = format!("quiet resume={} resume_offset=3", p.display());
+        assert_eq!(resume_offset(&line), 3);
+        if resume_device(&line).as_deref() == Some(p.as_path()) {
+            // (A machine that was told another resume device in /sys/power/resume skips this.)
+            assert_eq!(pending_image(&line), Some((p.clone(), "swsusp")));
+            assert_eq!(pending_image(&format!("resume={}", p.display())), None);
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    /// /sys/power/resume names the device by number; without udev's /dev/block links the node
+    /// is the one the kernel names in /sys/dev/block/M:m/uevent.
+    #[test]
+    fn the_kernels_resume_device_is_found_with_or_without_udev() {
+        let d = std::env::temp_dir().join(format!("lethe-resume-node-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (sys, dev) = (d.join("sys"), d.join("dev"));
+        std::fs::create_dir_all(sys.join("dev/block/253:2")).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(
+            sys.join("dev/block/253:2/uevent"),
+            "MAJOR=253\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\n",
+        )
+        .unwrap();
+        assert_eq!(device_node("253:2", &sys, &dev), None, "no node: nothing to read");
+        std::fs::write(dev.join("vda2"), "").unwrap();
+        assert_eq!(device_node("253:2", &sys, &dev), Some(dev.join("vda2")));
+        std::fs::create_dir_all(dev.join("block")).unwrap();
+        std::os::unix::fs::symlink("../vda2", dev.join("block/253:2")).unwrap();
+        assert_eq!(device_node("253:2", &sys, &dev), Some(dev.join("block/253:2")));
+        assert_eq!(device_node("8:0", &sys, &dev), None);
+        assert_eq!(device_node("../../etc", &sys, &dev), None);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
