@@ -17,6 +17,10 @@ pub struct Cmdline {
     pub rollback: bool,
     /// `resume=`: the hibernation image's device.
     pub resume: Option<String>,
+    /// `resume_offset=`: the image's swap header is this many pages into the resume device (a swap file).
+    pub resume_offset: Option<u64>,
+    /// `noresume`: never resume from an image, whatever `resume=` says.
+    pub noresume: bool,
 }
 
 impl Cmdline {
@@ -36,6 +40,8 @@ impl Cmdline {
             match (key.as_str(), value) {
                 ("init", Some(v)) if !v.is_empty() => c.init = Some(v),
                 ("resume", Some(v)) if !v.is_empty() => c.resume = Some(v),
+                ("resume_offset", Some(v)) => c.resume_offset = v.parse().ok(),
+                ("noresume", None) => c.noresume = true,
                 ("lethe.log", Some(v)) => c.debug = v == "debug",
                 ("lethe.shell", v) => c.shell = truthy(v.as_deref()),
                 ("lethe.dry-run", v) => c.dry_run = truthy(v.as_deref()),
@@ -109,5 +115,16 @@ mod tests {
         assert_eq!(c.resume.as_deref(), Some("UUID=ab"));
         assert_eq!(Cmdline::parse(""), Cmdline { rollback: true, ..Cmdline::default() });
         assert_eq!(Cmdline::parse("init= lethe.log=info").init, None);
+    }
+
+    /// The kernel's hibernation switches: `noresume` (do not resume, whatever resume= says) and
+    /// `resume_offset=` (the image is in a swap file, this many pages into the device).
+    #[test]
+    fn reads_noresume_and_the_resume_offset() {
+        let c = Cmdline::parse("resume=/dev/vda2 resume_offset=34816 quiet");
+        assert_eq!((c.noresume, c.resume_offset), (false, Some(34816)));
+        let c = Cmdline::parse("resume=/dev/vda2 noresume");
+        assert_eq!((c.noresume, c.resume_offset), (true, None));
+        assert_eq!(Cmdline::parse("resume_offset=x").resume_offset, None);
     }
 }

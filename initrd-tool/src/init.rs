@@ -307,22 +307,31 @@ impl Boot {
             log::warn(&format!("resume={r}: no such device; not resuming"));
             return Ok(());
         };
-        match rollback::resume::image_on(&found.path) {
+        // A swap file's header is resume_offset= pages into its file system's device.
+        let offset = self.cmdline.resume_offset.unwrap_or(0);
+        match rollback::resume::image_at(&found.path, offset) {
             Ok(Some(kind)) => {
-                log::info(&format!("{} holds a {kind} hibernation image: resuming", found.path.display()));
-                if let Some((major, minor)) = found.devno
-                    && self.cmdline.dry_run
-                {
-                    log::info(&format!("dry run: would write {major}:{minor} to /sys/power/resume"));
-                } else if let Some((major, minor)) = found.devno
-                    && let Err(e) = std::fs::write("/sys/power/resume", format!("{major}:{minor}"))
-                {
-                    log::warn(&format!("resume from {}: {e}", found.path.display()));
+                let dev = found.path.display();
+                match (on_image(&self.cmdline), found.devno) {
+                    (OnImage::Keep(why), _) => {
+                        log::warn(&format!("{dev} holds a {kind} hibernation image: not resuming ({why})"));
+                    }
+                    (OnImage::Resume, Some((major, minor))) => {
+                        log::info(&format!("{dev} holds a {kind} hibernation image: resuming"));
+                        if let Err(e) = std::fs::write("/sys/power/resume", format!("{major}:{minor}")) {
+                            log::warn(&format!("resume from {dev}: writing /sys/power/resume: {e}"));
+                        }
+                    }
+                    (OnImage::Resume, None) => {
+                        log::warn(&format!(
+                            "{dev} holds a {kind} hibernation image, but its device number is unknown: not resuming"
+                        ));
+                    }
                 }
                 // Still here: the resume failed or was not possible. The
                 // kernel clears the signature when it reads an image, so one
                 // that is still there was never consumed.
-                if let Ok(Some(kind)) = rollback::resume::image_on(&found.path) {
+                if let Ok(Some(kind)) = rollback::resume::image_at(&found.path, offset) {
                     self.hibernation = Some((found.path.clone(), kind));
                 }
             }
@@ -571,6 +580,26 @@ impl Boot {
     }
 }
 
+/// What the resume step does about a hibernation image on the resume device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnImage {
+    /// Tell the kernel the device: it resumes the image and does not come back.
+    Resume,
+    /// Leave it where it is, for this reason; the old root is kept too.
+    Keep(&'static str),
+}
+
+fn on_image(cmdline: &Cmdline) -> OnImage {
+    if cmdline.noresume {
+        // Writing /sys/power/resume would clear the kernel's own noresume flag and resume.
+        OnImage::Keep("noresume is on the kernel command line")
+    } else if cmdline.dry_run {
+        OnImage::Keep("dry run (lethe.dry-run)")
+    } else {
+        OnImage::Resume
+    }
+}
+
 /// Mounts /proc, /sys, /dev and /run (already-mounted ones are kept).
 fn mount_early() -> StepResult {
     let nosuid = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -731,5 +760,26 @@ fn offer_recovery(hint: &str, skippable: bool) -> bool {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image on the resume device is handed to the kernel, except under `noresume` (writing
+    /// /sys/power/resume would resume all the same: the kernel clears its noresume flag then)
+    /// and in a dry run. Either way the image stays, and so does the old root.
+    #[test]
+    fn an_image_is_resumed_unless_noresume_or_a_dry_run() {
+        let resume = |line: &str| on_image(&Cmdline::parse(line));
+        assert_eq!(resume("resume=/dev/vda2"), OnImage::Resume);
+        assert_eq!(resume("resume=/dev/vda2 resume_offset=34816"), OnImage::Resume);
+        assert!(
+            matches!(resume("resume=/dev/vda2 noresume"), OnImage::Keep(why) if why.contains("noresume"))
+        );
+        assert!(
+            matches!(resume("resume=/dev/vda2 lethe.dry-run"), OnImage::Keep(why) if why.contains("dry run"))
+        );
     }
 }
