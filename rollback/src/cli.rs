@@ -177,20 +177,19 @@ fn run(cli: Cli) -> u8 {
             Err(code) => return code,
         },
     };
-    // Asked for only to see the plan, the switches that keep the root do not apply.
-    if !out.dry_run {
-        if crate::disabled_on_cmdline(&cmdline) {
-            return kept(&Kept::new("lethe.rollback=0 is on the kernel command line"), out);
-        }
-        if let Some((dev, kind)) = crate::resume::pending_image(&cmdline) {
-            return kept(
-                &Kept::new(format!(
-                    "{} holds a {kind} hibernation image; the root is left as the hibernated system knows it",
-                    dev.display()
-                )),
-                out,
-            );
-        }
+    // Asked for only to see the plan, lethe.rollback=0 does not apply. A hibernation image
+    // does: touching nothing includes not mounting the file system to read it (btrfs).
+    if !out.dry_run && crate::disabled_on_cmdline(&cmdline) {
+        return kept(&Kept::new("lethe.rollback=0 is on the kernel command line"), out);
+    }
+    if let Some((dev, kind)) = crate::resume::pending_image(&cmdline) {
+        return kept(
+            &Kept::new(format!(
+                "{} holds a {kind} hibernation image; the root is left as the hibernated system knows it",
+                dev.display()
+            )),
+            out,
+        );
     }
     let mode = if out.dry_run { Mode::DryRun } else { Mode::Apply };
     let t = Instant::now();

@@ -156,6 +156,43 @@ fn a_hibernation_image_on_the_resume_device_keeps_the_old_root() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// "Touch nothing" holds for a dry run too: a BTRFS plan mounts the file system to read it,
+/// and a mount under a hibernated system can write to it (log replay).
+#[test]
+fn a_dry_run_under_a_hibernation_image_keeps_the_old_root_too() {
+    let d = scratch("hibernate-dry");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let swap = d.join("swap");
+    let mut page = vec![0u8; 4096];
+    page[4086..4096].copy_from_slice(b"S1SUSPEND\0");
+    fs::write(&swap, &page).unwrap();
+    let cl = cmdline(&d, &format!("resume={}", swap.display()));
+    let out = Command::new(BIN)
+        .args(["tmpfs", "--dry-run", "--target"])
+        .arg(&target)
+        .arg("--cmdline")
+        .arg(&cl)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("keeping the old root") && stderr.contains("hibernation image"), "{stderr}");
+    assert!(!stdout.contains("plan for"), "{stdout}");
+
+    // lethe.rollback=0 only keeps a real run: a dry run still shows the plan.
+    let cl = cmdline(&d, "lethe.rollback=0");
+    let out = Command::new(BIN)
+        .args(["tmpfs", "--dry-run", "--target"])
+        .arg(&target)
+        .arg("--cmdline")
+        .arg(&cl)
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("plan for tmpfs"), "{}{}", text(&out.stdout), text(&out.stderr));
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn the_config_section_is_run_and_its_errors_name_the_json_path() {
     let d = scratch("config");
