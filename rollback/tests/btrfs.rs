@@ -543,3 +543,52 @@ fn configured_paths_that_collide_with_the_temporaries_keep_the_old_root() {
     }
     assert_eq!(snapshot_of(&fs), before);
 }
+
+#[test]
+fn nothing_the_rollback_would_delete_or_move_is_touched_while_mounted() {
+    // A running system's root, or a subvolume in it, mounted (the rollback run by
+    // hand, or after the root was mounted): deleting it would pull the files from
+    // under the running system.
+    let Some(fs) = machine("mounted") else { return };
+    let o = opts(&fs);
+    for subvolume in ["root", "root/var/lib/machines/a"] {
+        let m = fs.mount_subvolume(subvolume);
+        let before = snapshot_of(&fs);
+        for o in [&o, &with_old_roots(&fs, 30, 1)] {
+            let reason = kept(o);
+            let at = m.at.display().to_string();
+            assert!(reason.contains(&format!("{subvolume} (id ")) && reason.contains(&at), "{reason}");
+            assert!(reason.starts_with(&fs.lo.dev.display().to_string()), "{reason}");
+        }
+        assert_eq!(snapshot_of(&fs), before);
+        if subvolume != "root" {
+            assert_eq!(std::fs::read_to_string(m.at.join("dir/file")).unwrap(), "nested\n");
+        }
+        // What the next boot would erase is still there to see.
+        assert!(btrfs::diff(&o).unwrap().iter().any(|c| c.to_string() == "+ /marker"));
+    }
+    // Nor an old root due for pruning.
+    reset(&with_old_roots(&fs, 3650, 1));
+    let old = format!("old_roots/{}", fs.names("old_roots")[0]);
+    let m = fs.mount_subvolume(&old);
+    let before = snapshot_of(&fs);
+    let tomorrow = Hooks { now: Some(SystemTime::now() + DAY), ..Hooks::default() };
+    let reason = match btrfs::rollback_with(&with_old_roots(&fs, 0, 1), Mode::Apply, &tomorrow).unwrap() {
+        Outcome::Kept(k) => k.reason,
+        other => panic!("expected the old root kept, got {other:?}"),
+    };
+    assert!(reason.contains(&old) && reason.contains(&m.at.display().to_string()), "{reason}");
+    assert_eq!(snapshot_of(&fs), before);
+    drop(m);
+    // Subvolumes outside the root's tree may be mounted anywhere, even inside the root.
+    let persist = fs.tree("persist");
+    let _m = fs.mount_subvolume("persist");
+    std::fs::create_dir(fs.path("root/persist")).unwrap();
+    run(tool("mount")
+        .args(["-t", "btrfs", "-o", "subvol=persist"])
+        .arg(&fs.lo.dev)
+        .arg(fs.path("root/persist")));
+    reset(&o);
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+    assert_eq!(fs.tree("persist"), persist);
+}

@@ -128,6 +128,27 @@ struct SubvolInfoArgs {
     reserved: [u64; 8],
 }
 
+/// `struct btrfs_ioctl_fs_info_args`.
+#[repr(C)]
+#[allow(dead_code)] // the kernel's whole layout, read or not
+struct FsInfoArgs {
+    max_id: u64,
+    num_devices: u64,
+    fsid: [u8; 16],
+    nodesize: u32,
+    sectorsize: u32,
+    clone_alignment: u32,
+    csum_type: u16,
+    csum_size: u16,
+    flags: u64,
+    generation: u64,
+    metadata_uuid: [u8; 16],
+    reserved: [u8; 944],
+}
+
+const _: () = assert!(size_of::<FsInfoArgs>() == 1024);
+const _: () = assert!(std::mem::offset_of!(FsInfoArgs, fsid) == 16);
+const _: () = assert!(std::mem::offset_of!(FsInfoArgs, flags) == 48);
 const _: () = assert!(size_of::<VolArgs>() == 4096);
 const _: () = assert!(size_of::<VolArgsV2>() == 4096);
 const _: () = assert!(std::mem::offset_of!(VolArgsV2, name) == 56);
@@ -145,6 +166,7 @@ const TREE_SEARCH: Opcode = opcode::read_write::<SearchArgs>(MAGIC, 17);
 const INO_LOOKUP: Opcode = opcode::read_write::<InoLookupArgs>(MAGIC, 18);
 const SNAP_CREATE_V2: Opcode = opcode::write::<VolArgsV2>(MAGIC, 23);
 const SUBVOL_GETFLAGS: Opcode = opcode::read::<u64>(MAGIC, 25);
+const FS_INFO: Opcode = opcode::read::<FsInfoArgs>(MAGIC, 31);
 const DEVICES_READY: Opcode = opcode::read::<VolArgs>(MAGIC, 39);
 const GET_SUBVOL_INFO: Opcode = opcode::read::<SubvolInfoArgs>(MAGIC, 60);
 const SNAP_DESTROY_V2: Opcode = opcode::write::<VolArgsV2>(MAGIC, 63);
@@ -189,6 +211,7 @@ impl Zeroed for VolArgsV2 {}
 impl Zeroed for InoLookupArgs {}
 impl Zeroed for SubvolInfoArgs {}
 impl Zeroed for SearchArgs {}
+impl Zeroed for FsInfoArgs {}
 
 /// Copies `s` into a fixed name field, NUL-terminated; too long is EINVAL, an inner NUL too.
 fn put_name(field: &mut [u8], s: &[u8]) -> io::Result<()> {
@@ -264,6 +287,15 @@ pub fn subvol_info(fd: BorrowedFd<'_>) -> io::Result<SubvolInfo> {
     })
 }
 
+/// FS_INFO on `fd`: the UUID of the file system `fd` lies on (the same through every mount of it).
+pub fn fsid(fd: BorrowedFd<'_>) -> io::Result<[u8; 16]> {
+    let mut args = FsInfoArgs::zeroed();
+    // SAFETY: FS_INFO fills a `struct btrfs_ioctl_fs_info_args` (reading only its
+    // `flags`, zero here), which `args` is and which outlives the call.
+    unsafe { ioctl::ioctl(fd, Call { opcode: FS_INFO, arg: &mut args }) }?;
+    Ok(args.fsid)
+}
+
 /// A zeroed search argument block, to fill the key of.
 pub fn search_args() -> Box<SearchArgs> {
     Box::new(SearchArgs::zeroed())
@@ -331,6 +363,7 @@ mod tests {
         assert_eq!(INO_LOOKUP as u64, 0xd000_9412);
         assert_eq!(SNAP_CREATE_V2 as u64, 0x5000_9417);
         assert_eq!(SUBVOL_GETFLAGS as u64, 0x8008_9419);
+        assert_eq!(FS_INFO as u64, 0x8400_941f);
         assert_eq!(DEVICES_READY as u64, 0x9000_9427);
         assert_eq!(GET_SUBVOL_INFO as u64, 0x81f8_943c);
         assert_eq!(SNAP_DESTROY_V2 as u64, 0x5000_943f);

@@ -134,6 +134,7 @@ fn inspect(top: &TopLevel, opts: &Options) -> Result<State, Error> {
             None => None,
         },
         default_subvolume: top.default_subvolume().map_err(err(&"the default subvolume"))?,
+        mounted: top.mounted().map_err(err(&"the mounts (/proc/self/mountinfo)"))?,
     })
 }
 
@@ -280,8 +281,11 @@ pub fn diff(opts: &Options) -> Result<Vec<crate::diff::Change>, Error> {
         subvolume: opts.subvolume.clone(),
         source,
     })?;
-    // Judged as the rollback judges it: a layout it would refuse has no diff to speak of.
-    let state = inspect(&top, opts)?;
+    // Judged as the rollback judges it: a layout it would refuse has no diff to
+    // speak of. Except for the mounts: a diff is mostly asked for on the running
+    // system, whose root is mounted.
+    let mut state = inspect(&top, opts)?;
+    state.mounted.clear();
     if let Err(kept) = plan::plan(opts, &state, 0) {
         return Err(Error::WouldKeep {
             device: opts.device.clone(),

@@ -1,6 +1,6 @@
 //! The pure planner: from what the top level holds to the steps that reset the root, or the reason to keep it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -83,6 +83,8 @@ pub struct State {
     pub old_roots: Option<OldRootsDir>,
     /// The file system's default subvolume (5 when never set).
     pub default_subvolume: u64,
+    /// Subvolumes mounted somewhere: id -> a mount point.
+    pub mounted: BTreeMap<u64, String>,
 }
 
 /// Why a subvolume is deleted.
@@ -293,27 +295,43 @@ pub fn plan(opts: &Options, state: &State, now: i64) -> Result<Vec<Step>, Kept> 
         }
     }
 
+    // What this run deletes or moves, each by its present path.
+    let mut touched: Vec<(u64, String)> = Vec::new();
+    if let Some(r) = retired_now {
+        touched.push((r.id, root.to_string()));
+        touched.extend(r.nested.iter().map(|n| (n.id, format!("{root}/{}", n.path))));
+    }
+    for s in &steps {
+        if let Step::Delete { id, path, .. } = s
+            && !touched.iter().any(|(t, _)| t == id)
+        {
+            touched.push((*id, path.clone()));
+        }
+    }
     // The kernel refuses to delete the default subvolume; worse, mounts without
-    // subvol= would keep following it to the old root. Say so before touching anything.
-    let doomed: HashSet<u64> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Delete { id, .. } => Some(*id),
-            _ => None,
-        })
-        .chain(retired_now.map(|r| r.id))
-        .collect();
-    if doomed.contains(&state.default_subvolume) {
+    // subvol= would keep following it to the old root. A mounted subvolume is in
+    // use (the rollback runs before the root is mounted): deleting it would pull
+    // the files from under whoever uses it. Say so before touching anything.
+    let default = touched.iter().find(|(id, _)| *id == state.default_subvolume).map(|(id, _)| {
+        format!(
+            "subvolume {id} is the file system's default subvolume and this rollback would retire it: \
+             expected the default to stay the top level (5) and the root mounted with subvol={root}"
+        )
+    });
+    let mounted = touched.iter().find_map(|(id, path)| {
+        let at = state.mounted.get(id)?;
+        Some(format!(
+            "subvolume {path} (id {id}) is mounted at {at}: expected nothing this rollback deletes \
+             or moves to be mounted (it runs before the root is mounted)"
+        ))
+    });
+    if let Some(why) = default.or(mounted) {
         if root_sv.is_none() {
             // Finishing a switch matters more than the deletions: keep only those steps.
             steps.retain(|s| !matches!(s, Step::Delete { .. }));
             return Ok(steps);
         }
-        return Err(kept(format!(
-            "subvolume {} is the file system's default subvolume and this rollback would retire it: \
-             expected the default to stay the top level (5) and the root mounted with subvol={root}",
-            state.default_subvolume
-        )));
+        return Err(kept(why));
     }
     Ok(steps)
 }
@@ -336,7 +354,7 @@ fn delete_tree(steps: &mut Vec<Step>, path: &str, sv: &Subvol, why: Why) {
 /// otherwise count the wrong ones as newest and delete the real newest.
 pub fn prune(old: &[OldRoot], retiring: bool, keep_days: u32, keep_at_least: u32, now: i64) -> Vec<&OldRoot> {
     let mut by_age: Vec<&OldRoot> = old.iter().collect();
-    by_age.sort_by(|a, b| b.subvol.id.cmp(&a.subvol.id));
+    by_age.sort_by_key(|o| std::cmp::Reverse(o.subvol.id));
     let keep = (keep_at_least.max(1) as usize).saturating_sub(usize::from(retiring));
     let cutoff = now.saturating_sub(i64::from(keep_days).saturating_mul(DAY));
     by_age.into_iter().skip(keep).filter(|o| o.subvol.otime < cutoff).collect()
@@ -410,6 +428,7 @@ mod tests {
             blank: Entry::Subvolume(Subvol { readonly: true, ..sv(256, 0) }),
             old_roots: None,
             default_subvolume: 5,
+            mounted: BTreeMap::new(),
         }
     }
 
@@ -521,6 +540,42 @@ mod tests {
         let mut o = opts(false);
         o.blank = p("root/blank");
         assert!(plan(&o, &state(), 0).unwrap_err().reason.contains("inside the root"));
+    }
+
+    #[test]
+    fn nothing_mounted_is_deleted_or_moved() {
+        let reason = |s: &State, o: &Options| plan(o, s, 0).unwrap_err().reason;
+        for (id, path) in [(257, "root"), (259, "root/a/b")] {
+            let mut s = state();
+            s.mounted.insert(id, "/sysroot".into());
+            for o in [opts(false), opts(true)] {
+                let mut s = s.clone();
+                if o.old_roots.is_some() {
+                    s.old_roots =
+                        Some(OldRootsDir { entry: Entry::Missing, names: [].into(), subvolumes: vec![] });
+                }
+                assert_eq!(
+                    reason(&s, &o),
+                    format!(
+                        "/dev/vda2: subvolume {path} (id {id}) is mounted at /sysroot: expected nothing this \
+                         rollback deletes or moves to be mounted (it runs before the root is mounted)"
+                    )
+                );
+            }
+        }
+        // The blank, the top level and others may be.
+        let mut s = state();
+        s.mounted = [(256, "/blank".into()), (5, "/top".into()), (400, "/persist".into())].into();
+        assert!(plan(&opts(false), &s, 0).is_ok());
+        // An interrupted switch is still finished; what is mounted stays.
+        s.root = Entry::Missing;
+        s.new = Entry::Subvolume(sv(300, 0));
+        s.retired = Entry::Subvolume(sv(257, 0));
+        s.mounted.insert(257, "/mnt".into());
+        assert_eq!(
+            lines(&plan(&opts(false), &s, 0).unwrap()),
+            ["rename root.lethe-new -> root (finishing an interrupted rollback)", "sync"]
+        );
     }
 
     #[test]

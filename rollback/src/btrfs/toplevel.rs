@@ -5,7 +5,7 @@
 //! without following symlinks, so nothing planted in the file system can send
 //! a rename or a snapshot elsewhere.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -197,6 +197,38 @@ impl TopLevel {
             Some(())
         })?;
         Ok(id)
+    }
+
+    /// The subvolumes of this file system mounted where this process sees them:
+    /// id -> the first mount point listed (/proc/self/mountinfo; a mount of a
+    /// directory inside a subvolume counts for that subvolume).
+    pub fn mounted(&self) -> io::Result<BTreeMap<u64, String>> {
+        let ours = ioctl::fsid(self.fd())?;
+        let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            // Six fixed fields, optional ones, then "-", the type, the source and the options.
+            let Some(dash) = f.iter().skip(6).position(|&x| x == "-").map(|p| p + 6) else { continue };
+            if f.get(dash + 1) != Some(&"btrfs") {
+                continue;
+            }
+            let Some(at) = f.get(4).map(|m| persist_bind::utab::unmangle(m)) else { continue };
+            // A mount point that cannot be opened (hidden under another mount, gone) is passed over.
+            let Ok(fd) = rustix::fs::open(
+                at.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            if ioctl::fsid(fd.as_fd()).is_ok_and(|id| id == ours)
+                && let Ok(info) = ioctl::subvol_info(fd.as_fd())
+            {
+                out.entry(info.id).or_insert(at);
+            }
+        }
+        Ok(out)
     }
 
     /// Every item of `tree` with key (objectid, kind, any offset), in order: `f(offset, item)`.

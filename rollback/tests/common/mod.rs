@@ -222,6 +222,38 @@ impl Fs {
     }
 }
 
+/// A subvolume mounted on a directory of its own, as a running system mounts its
+/// root; unmounted when dropped (before the file system's own cleanup).
+pub struct SubvolMount {
+    pub at: PathBuf,
+    _scratch: Scratch,
+}
+
+impl Fs {
+    /// Mounts the subvolume at `rel` (relative to the top level) on a fresh directory.
+    pub fn mount_subvolume(&self, rel: &str) -> SubvolMount {
+        let scratch = Scratch::new("mounted-subvolume");
+        let at = scratch.0.join("at");
+        fs::create_dir(&at).unwrap();
+        run(tool("mount")
+            .args(["-t", "btrfs", "-o"])
+            .arg(format!("subvol={rel}"))
+            .arg(&self.lo.dev)
+            .arg(&at));
+        SubvolMount { at, _scratch: scratch }
+    }
+}
+
+impl Drop for SubvolMount {
+    fn drop(&mut self) {
+        // Never leave it mounted: the scratch directory is removed recursively next.
+        let out = tool("umount").arg(&self.at).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            let _ = tool("umount").arg("-l").arg(&self.at).output();
+        }
+    }
+}
+
 fn walk(dir: &Path, rel: &Path, out: &mut BTreeMap<String, String>) {
     let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
     entries.sort_by_key(|e| e.file_name());
