@@ -552,12 +552,17 @@ impl Boot {
                 log::warn(&format!("persist-bind: {} ({}): {error}", e.origin, e.target));
             }
         }
-        log::info(&format!(
+        let summary = format!(
             "persist-bind: {} entries, {} changed, {} failed",
             report.entries.len(),
             report.changed(),
             report.failed()
-        ));
+        );
+        if report.failed() > 0 {
+            log::warn(&format!("{summary}: the boot goes on without the failed ones"));
+        } else {
+            log::info(&summary);
+        }
         Ok(())
     }
 
