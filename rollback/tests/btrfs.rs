@@ -592,3 +592,31 @@ fn nothing_the_rollback_would_delete_or_move_is_touched_while_mounted() {
     assert_eq!(fs.tree("root"), fs.tree("blank"));
     assert_eq!(fs.tree("persist"), persist);
 }
+
+#[test]
+fn the_mount_for_kernels_without_fsmount_resets_too_and_leaves_nothing_behind() {
+    let Some(mut fs) = machine("legacy-mount") else { return };
+    fs.unmount();
+    let hooks = Hooks { legacy_mount: true, ..Hooks::default() };
+    let steps = match btrfs::rollback_with(&opts(&fs), Mode::Apply, &hooks).unwrap() {
+        Outcome::Reset(steps) => steps,
+        other => panic!("expected a reset, got {other:?}"),
+    };
+    assert!(steps.iter().any(|s| matches!(s, Step::Switch { .. })), "{steps:?}");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dev = fs.lo.dev.display().to_string();
+    assert!(!mountinfo.lines().any(|l| l.contains(&format!(" {dev} "))), "{mountinfo}");
+    let mine = format!("lethe-btrfs-top.{}.", std::process::id());
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&mine))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    fs.mount();
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+    // A device without btrfs is an error naming it, through this mount as well.
+    let err = btrfs::rollback_with(&Options { device: "/dev/null".into(), ..opts(&fs) }, Mode::Apply, &hooks)
+        .unwrap_err();
+    assert!(err.to_string().starts_with("/dev/null: cannot mount the top level"), "{err}");
+}

@@ -82,6 +82,8 @@ pub struct Hooks {
     pub fail_at: Option<usize>,
     /// The time the run believes it is (old roots' names, pruning).
     pub now: Option<SystemTime>,
+    /// Mount the top level the way kernels without fsmount (before 5.2) need.
+    pub legacy_mount: bool,
 }
 
 /// Applies the first `n` steps of the plan and stops, as a power cut would.
@@ -97,7 +99,11 @@ pub fn rollback_with(opts: &Options, mode: RunMode, hooks: &Hooks) -> Result<Out
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     };
-    let top = TopLevel::mount(&opts.device).map_err(|source| Error::Mount {
+    let top = match hooks.legacy_mount {
+        false => TopLevel::mount(&opts.device),
+        true => TopLevel::mount_legacy(&opts.device),
+    }
+    .map_err(|source| Error::Mount {
         device: opts.device.clone(),
         subvolume: opts.subvolume.clone(),
         source,

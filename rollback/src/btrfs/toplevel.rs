@@ -51,6 +51,11 @@ impl TopLevel {
         }
     }
 
+    /// The same, always the way kernels without fsmount need.
+    pub fn mount_legacy(device: &Path) -> io::Result<TopLevel> {
+        lazily_unmounted(device)
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
