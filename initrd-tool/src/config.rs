@@ -248,6 +248,11 @@ impl Config {
             }
             _ => {}
         }
+        if let (Some(Rollback::Btrfs(b)), Some(r)) = (&self.rollback, &self.root)
+            && r.fs_type == "btrfs"
+        {
+            check_root_subvolume(&mut errors, b.subvolume.as_str(), &r.options);
+        }
         if let Some(r) = &self.root {
             check_fs(&mut errors, "root", &r.fs_type, r.device.as_ref(), &r.options);
             self.check_pool_imported(&mut errors, "root", &r.fs_type, r.device.as_ref());
@@ -386,6 +391,36 @@ fn check_fs(errors: &mut Vec<ConfigError>, at: &str, fs: &str, device: Option<&S
     }
 }
 
+/// A btrfs root reset by the rollback is mounted by its path: `subvol=` naming the subvolume
+/// re-created (without it the default subvolume is mounted; a `subvolid=` is the old root's).
+fn check_root_subvolume(errors: &mut Vec<ConfigError>, subvolume: &str, options: &[String]) {
+    let said = |prefix: &str| options.iter().find_map(|o| o.strip_prefix(prefix));
+    if let Some(id) = said("subvolid=") {
+        errors.push(err(
+            "root.options",
+            format!(
+                "subvolid={id}: the rollback re-creates {subvolume} with a new id on every boot; \
+                 expected subvol={subvolume} only"
+            ),
+        ));
+    } else if let Some(path) = said("subvol=") {
+        if path.trim_matches('/') != subvolume {
+            errors.push(err(
+                "root.options",
+                format!("subvol={path}, but the rollback resets {subvolume}: expected subvol={subvolume}"),
+            ));
+        }
+    } else {
+        errors.push(err(
+            "root.options",
+            format!(
+                "expected subvol={subvolume}, the subvolume the rollback resets (without it the \
+                 file system's default subvolume is mounted)"
+            ),
+        ));
+    }
+}
+
 fn valid_size(s: &str) -> bool {
     let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
     !digits.is_empty() && s.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
@@ -466,6 +501,36 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// The root mounted must be the subvolume the rollback re-creates: without subvol= the
+    /// file system's default subvolume (often the top level) would be booted, and a subvolid=
+    /// names the old root, which the rollback has just retired.
+    #[test]
+    fn a_btrfs_root_is_mounted_by_the_subvolume_the_rollback_resets() {
+        let config = |options: &str| {
+            Config::from_slice(
+                format!(
+                    r#"{{"version": 1, "rollback": {{"btrfs": {{"device": "LABEL=nixos", "subvolume": "@root", "blank": "@blank"}}}},
+                        "root": {{"fsType": "btrfs", "device": "LABEL=nixos", "options": [{options}]}}}}"#
+                )
+                .as_bytes(),
+            )
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+        };
+        assert!(config(r#""subvol=@root""#).is_ok());
+        assert!(config(r#""noatime", "subvol=/@root/", "compress=zstd""#).is_ok());
+        for (options, says) in [
+            ("", "expected subvol=@root"),
+            (r#""noatime""#, "expected subvol=@root"),
+            (r#""subvol=@home""#, "subvol=@home"),
+            (r#""subvolid=256""#, "subvolid="),
+            (r#""subvol=@root", "subvolid=256""#, "subvolid="),
+        ] {
+            let e = config(options).unwrap_err();
+            assert_eq!(e.len(), 1, "{options}: {e:?}");
+            assert!(e[0].starts_with("root.options: ") && e[0].contains(says), "{options}: {e:?}");
+        }
     }
 
     #[test]
