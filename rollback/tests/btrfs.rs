@@ -620,3 +620,20 @@ fn the_mount_for_kernels_without_fsmount_resets_too_and_leaves_nothing_behind() 
         .unwrap_err();
     assert!(err.to_string().starts_with("/dev/null: cannot mount the top level"), "{err}");
 }
+
+#[test]
+fn the_default_subvolume_is_read_from_the_file_system_and_never_retired() {
+    let Some(fs) = machine("default") else { return };
+    let root = fs.subvolumes()["root"];
+    for (what, id) in [("root", root), ("a nested subvolume", fs.subvolumes()["root/var/lib/machines/a"])] {
+        run(tool("btrfs").args(["subvolume", "set-default", &id.to_string()]).arg(&fs.top));
+        let before = snapshot_of(&fs);
+        let reason = kept(&opts(&fs));
+        assert!(reason.contains(&format!("subvolume {id} is the file system's default")), "{what}: {reason}");
+        assert_eq!(snapshot_of(&fs), before, "{what}");
+    }
+    // Another default (the blank, say) is no reason to keep the root.
+    run(tool("btrfs").args(["subvolume", "set-default"]).arg(fs.path("blank")));
+    reset(&opts(&fs));
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+}
