@@ -637,3 +637,38 @@ fn the_default_subvolume_is_read_from_the_file_system_and_never_retired() {
     reset(&opts(&fs));
     assert_eq!(fs.tree("root"), fs.tree("blank"));
 }
+
+#[test]
+fn an_old_roots_path_that_is_a_symlink_or_a_file_keeps_the_old_root() {
+    let Some(fs) = machine("old-roots-kinds") else { return };
+    std::fs::create_dir(fs.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", fs.path("link")).unwrap();
+    fs.write("file", "x");
+    let with = |path: &str| Options {
+        old_roots: Some(OldRoots { path: p(path), keep_days: 30, keep_at_least: 1 }),
+        ..opts(&fs)
+    };
+    let before = snapshot_of(&fs);
+    for (path, kind) in [
+        ("link", "a symlink"),
+        ("file", "a regular file"),
+        ("link/old", "below a symlink or a file"),
+        ("file/old", "below a symlink or a file"),
+    ] {
+        let reason = kept(&with(path));
+        assert!(
+            reason.contains(&format!("the old-roots path {path} is {kind}: expected a directory")),
+            "{reason}"
+        );
+        assert_eq!(snapshot_of(&fs), before, "{path}");
+    }
+    assert!(fs.names("elsewhere").is_empty());
+    // In another subvolume, created as needed.
+    reset(&with("persist/old_roots"));
+    let names = fs.names("persist/old_roots");
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(
+        std::fs::read_to_string(fs.path(&format!("persist/old_roots/{}/marker", names[0]))).unwrap(),
+        "first boot"
+    );
+}
