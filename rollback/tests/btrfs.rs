@@ -672,3 +672,41 @@ fn an_old_roots_path_that_is_a_symlink_or_a_file_keeps_the_old_root() {
         "first boot"
     );
 }
+
+#[test]
+fn a_rollback_cut_off_while_pruning_finishes_the_pruning_when_run_again() {
+    let Some(fs) = machine("cut-prune") else { return };
+    let keep_all = with_old_roots(&fs, 3650, 1);
+    for i in 1..=3 {
+        reset(&keep_all);
+        dirty(&fs, &format!("boot {i}"));
+    }
+    // Three old roots with three nested subvolumes each; a year on, all but the newest go.
+    let o = with_old_roots(&fs, 30, 2);
+    let later = Hooks { now: Some(SystemTime::now() + 365 * DAY), ..Hooks::default() };
+    let plan = match btrfs::rollback_with(&o, Mode::DryRun, &later).unwrap() {
+        Outcome::Planned(steps) => steps,
+        other => panic!("{other:?}"),
+    };
+    let first_prune = plan.iter().position(|s| matches!(s, Step::Delete { .. })).unwrap();
+    assert_eq!(plan.len() - first_prune, 2 * 4, "{plan:#?}");
+    // Cut off halfway through the second old root's deletion.
+    let cut = Hooks { stop_after: Some(first_prune + 6), ..later.clone() };
+    btrfs::rollback_with(&o, Mode::Apply, &cut).unwrap();
+    let marker = |n: &String| std::fs::read_to_string(fs.path(&format!("old_roots/{n}/marker"))).unwrap();
+    let markers: Vec<String> = fs.names("old_roots").iter().map(marker).collect();
+    assert_eq!(markers.len(), 3, "{markers:?}");
+    assert!(markers.contains(&"boot 3".to_owned()), "the root retired by the cut run: {markers:?}");
+
+    // The next boot retires another root and finishes: the newest two stay, whole.
+    dirty(&fs, "boot 4");
+    btrfs::rollback_with(&o, Mode::Apply, &later).unwrap();
+    let mut markers: Vec<String> = fs.names("old_roots").iter().map(marker).collect();
+    markers.sort();
+    assert_eq!(markers, ["boot 3", "boot 4"]);
+    for n in fs.names("old_roots") {
+        assert!(fs.is_subvolume(&format!("old_roots/{n}/var/lib/machines/a/dir/b")), "{n}");
+    }
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+    no_temporaries(&fs);
+}
