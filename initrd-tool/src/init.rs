@@ -367,15 +367,9 @@ impl Boot {
             .chain(rollback_device(cfg).map(|d| (d, config::DEFAULT_TIMEOUT)))
             .filter_map(|(spec, t)| Some((self.device_node(&spec)?.to_path_buf(), t)))
             .collect();
-        if self.cmdline.dry_run {
-            for (name, o) in &pools {
-                log::info(&format!(
-                    "dry run: would import ZFS pool {name} (zpool import -N -d {})",
-                    o.dev_nodes.display()
-                ));
-            }
-            return Ok(());
-        }
+        // A dry run imports read-only, so that the rollback can be planned against the pool;
+        // registering btrfs devices with the kernel writes nothing either.
+        let mode = if self.cmdline.dry_run { rollback::Mode::DryRun } else { rollback::Mode::Apply };
         if !btrfs.is_empty() {
             scan_btrfs()?;
             for (dev, timeout) in &btrfs {
@@ -384,7 +378,10 @@ impl Boot {
         }
         for (name, o) in &pools {
             let t = Instant::now();
-            rollback::zfs::import(name, o).map_err(|e| {
+            if mode == rollback::Mode::DryRun {
+                log::info(&format!("dry run: importing ZFS pool {name} read-only"));
+            }
+            rollback::zfs::import(name, o, mode).map_err(|e| {
                 Failure::new(
                     format!("ZFS pool {name}: {e}"),
                     "check that the pool's disks are there (and unlocked); `zpool import` in the shell shows more",

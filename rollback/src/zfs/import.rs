@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Error;
 use super::kernel::Kernel;
+use crate::Mode;
 use crate::config::{PoolName, ZfsPool};
 
 /// Pause between attempts: devices show up within a few hundred milliseconds of each other.
@@ -14,10 +15,10 @@ const RETRY: Duration = Duration::from_millis(250);
 const ZPOOL_DIRS: [&str; 3] = ["/sbin", "/usr/sbin", "/bin"];
 
 /// Imports `pool` (see [`super::import`]).
-pub fn import(pool: &PoolName, opts: &ZfsPool) -> Result<(), Error> {
+pub fn import(pool: &PoolName, opts: &ZfsPool, mode: Mode) -> Result<(), Error> {
     let zpool = find_zpool(std::env::var_os("PATH").as_deref())
         .ok_or_else(|| Error::NoZpool { pool: pool.to_string() })?;
-    import_with(pool, opts, &zpool, RETRY, &mut || is_imported(pool.as_str(), &zpool))
+    import_with(pool, opts, mode, &zpool, RETRY, &mut || is_imported(pool.as_str(), &zpool))
 }
 
 /// `zpool` in PATH, then in /sbin, /usr/sbin and /bin.
@@ -42,9 +43,12 @@ fn is_imported(pool: &str, zpool: &Path) -> bool {
 }
 
 /// The import loop, with the `zpool` binary, the pause and the "already imported" check given.
+/// A dry run imports read-only (`-o readonly=on`): the rollback can then be planned, and
+/// nothing is written to the pool.
 fn import_with(
     pool: &PoolName,
     opts: &ZfsPool,
+    mode: Mode,
     zpool: &Path,
     retry: Duration,
     imported: &mut dyn FnMut() -> bool,
@@ -69,6 +73,9 @@ fn import_with(
         attempt += 1;
         let mut cmd = Command::new(zpool);
         cmd.args(["import", "-N"]);
+        if mode == Mode::DryRun {
+            cmd.args(["-o", "readonly=on"]);
+        }
         if opts.force {
             cmd.arg("-f");
         }
@@ -135,7 +142,8 @@ mod tests {
         let d = tmp("retry");
         let zpool = fake_zpool(&d, 2, "no such pool available");
         let pool = PoolName::parse("rpool").unwrap();
-        import_with(&pool, &opts(false, 5), &zpool, Duration::from_millis(1), &mut || false).unwrap();
+        import_with(&pool, &opts(false, 5), Mode::Apply, &zpool, Duration::from_millis(1), &mut || false)
+            .unwrap();
         let log = fs::read_to_string(d.join("log")).unwrap();
         assert_eq!(log.lines().collect::<Vec<_>>(), ["import -N -d /dev/disk/by-id rpool"; 3]);
         let _ = fs::remove_dir_all(&d);
@@ -146,8 +154,24 @@ mod tests {
         let d = tmp("force");
         let zpool = fake_zpool(&d, 0, "");
         let pool = PoolName::parse("rpool").unwrap();
-        import_with(&pool, &opts(true, 0), &zpool, Duration::from_millis(1), &mut || false).unwrap();
+        import_with(&pool, &opts(true, 0), Mode::Apply, &zpool, Duration::from_millis(1), &mut || false)
+            .unwrap();
         assert_eq!(fs::read_to_string(d.join("log")).unwrap(), "import -N -f -d /dev/disk/by-id rpool\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A dry run plans against the pool, so it imports it, but read-only: nothing is written.
+    #[test]
+    fn a_dry_run_imports_read_only() {
+        let d = tmp("dry");
+        let zpool = fake_zpool(&d, 0, "");
+        let pool = PoolName::parse("rpool").unwrap();
+        import_with(&pool, &opts(true, 0), Mode::DryRun, &zpool, Duration::from_millis(1), &mut || false)
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(d.join("log")).unwrap(),
+            "import -N -o readonly=on -f -d /dev/disk/by-id rpool\n"
+        );
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -156,7 +180,8 @@ mod tests {
         let d = tmp("imported");
         let zpool = fake_zpool(&d, 0, "");
         let pool = PoolName::parse("rpool").unwrap();
-        import_with(&pool, &opts(false, 0), &zpool, Duration::from_millis(1), &mut || true).unwrap();
+        import_with(&pool, &opts(false, 0), Mode::Apply, &zpool, Duration::from_millis(1), &mut || true)
+            .unwrap();
         assert!(!d.join("log").exists());
         let _ = fs::remove_dir_all(&d);
     }
@@ -166,9 +191,10 @@ mod tests {
         let d = tmp("timeout");
         let zpool = fake_zpool(&d, 1000, "no such pool available");
         let pool = PoolName::parse("rpool").unwrap();
-        let e = import_with(&pool, &opts(false, 0), &zpool, Duration::from_millis(1), &mut || false)
-            .unwrap_err()
-            .to_string();
+        let e =
+            import_with(&pool, &opts(false, 0), Mode::Apply, &zpool, Duration::from_millis(1), &mut || false)
+                .unwrap_err()
+                .to_string();
         assert!(
             e.contains("rpool") && e.contains("/dev/disk/by-id") && e.contains("no such pool available"),
             "{e}"
@@ -179,7 +205,10 @@ mod tests {
         let d2 = tmp("other-host");
         let zpool =
             fake_zpool(&d2, 1000, "The pool can be imported, use 'zpool import -f' to import the pool.");
-        let e = import_with(&pool, &opts(false, 30), &zpool, Duration::from_millis(1), &mut || false)
+        let e =
+            import_with(&pool, &opts(false, 30), Mode::Apply, &zpool, Duration::from_millis(1), &mut || {
+                false
+            })
             .unwrap_err()
             .to_string();
         assert!(e.contains("set force"), "{e}");

@@ -99,9 +99,11 @@ pub fn rollback(opts: &Options, mode: Mode) -> Result<Outcome<Step>, Error> {
     plan::run(&mut k, opts, mode)
 }
 
-/// `zpool import -N [-f] -d DEVNODES POOL`, retried until the pool's devices are there or the timeout passes.
-pub fn import(pool: &PoolName, opts: &ZfsPool) -> Result<(), Error> {
-    import::import(pool, opts)
+/// `zpool import -N [-f] -d DEVNODES POOL`, retried until the pool's devices are there or the
+/// timeout passes; with [`Mode::DryRun`] read-only (`-o readonly=on`), so that a dry run can
+/// plan the rollback and writes nothing.
+pub fn import(pool: &PoolName, opts: &ZfsPool, mode: Mode) -> Result<(), Error> {
+    import::import(pool, opts, mode)
 }
 
 /// What the next rollback erases: files added or changed since the snapshot.
