@@ -223,7 +223,9 @@ impl ZfsCmd {
 
     /// The packed answer, when the kernel wrote one into the buffer.
     pub fn dst(&self) -> Option<&[u8]> {
-        if self.raw.0.get(ZC_NVLIST_DST_FILLED).copied().unwrap_or(0) == 0 {
+        // boolean_t: an int in the machine's byte order.
+        let filled = self.raw.0.get(ZC_NVLIST_DST_FILLED..ZC_NVLIST_DST_FILLED + 4)?;
+        if filled.iter().all(|&b| b == 0) {
             return None;
         }
         let n = usize::try_from(self.dst_size()).ok()?;
@@ -367,6 +369,23 @@ mod tests {
         assert_eq!(Request::DestroySnaps as u32, first + 0x3b);
         assert_eq!(Request::GetBookmarks as u32, first + 0x44);
         assert_eq!(Request::DestroyBookmarks as u32, first + 0x45);
+    }
+
+    /// `zc_nvlist_dst_filled` is a boolean_t, an int in the machine's byte order, as the
+    /// kernel's put_nvlist sets it (its 1 is in the last byte on a big-endian machine).
+    #[test]
+    fn the_answer_is_there_when_the_kernel_says_it_filled_it() {
+        let mut c = ZfsCmd::new("rpool").unwrap();
+        c.set_dst(64);
+        c.wire_buffers();
+        c.dst[..4].copy_from_slice(&[1, 2, 3, 4]);
+        c.put_u64(ZC_NVLIST_DST_SIZE, 4);
+        assert_eq!(c.dst(), None, "not filled");
+        c.raw.0[ZC_NVLIST_DST_FILLED..ZC_NVLIST_DST_FILLED + 4].copy_from_slice(&1i32.to_ne_bytes());
+        assert_eq!(c.dst(), Some(&[1u8, 2, 3, 4][..]));
+        // On ENOMEM the kernel sets it too, with the size it needed: more than there is.
+        c.put_u64(ZC_NVLIST_DST_SIZE, 65);
+        assert_eq!(c.dst(), None);
     }
 
     #[test]
