@@ -710,3 +710,23 @@ fn a_rollback_cut_off_while_pruning_finishes_the_pruning_when_run_again() {
     assert_eq!(fs.tree("root"), fs.tree("blank"));
     no_temporaries(&fs);
 }
+
+#[test]
+fn a_second_rollback_while_one_runs_keeps_the_root() {
+    // Two runs at once (a script and a unit, say) would each take the other's
+    // temporaries for leftovers, and could delete the new root by id once it is in place.
+    let Some(fs) = machine("concurrent") else { return };
+    // Another run holds the lock on the top level (shared by every mount of it).
+    let held = std::fs::File::open(&fs.top).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let before = snapshot_of(&fs);
+    let reason = kept(&opts(&fs));
+    assert!(reason.starts_with(&fs.lo.dev.display().to_string()), "{reason}");
+    assert!(reason.contains("another rollback"), "{reason}");
+    assert_eq!(snapshot_of(&fs), before);
+    // A dry run only reads, and may run alongside.
+    assert!(!planned(&opts(&fs)).is_empty());
+    drop(held);
+    reset(&opts(&fs));
+    assert_eq!(fs.tree("root"), fs.tree("blank"));
+}

@@ -108,6 +108,17 @@ pub fn rollback_with(opts: &Options, mode: RunMode, hooks: &Hooks) -> Result<Out
         subvolume: opts.subvolume.clone(),
         source,
     })?;
+    // Two runs at once would take each other's temporaries for leftovers.
+    if mode == RunMode::Apply
+        && !top.try_lock().map_err(|source| inspect_error(opts, "the top level's lock", source))?
+    {
+        return Ok(Outcome::Kept(crate::Kept::new(format!(
+            "{}: another rollback of this file system is running (it holds the lock on the top level): \
+             expected to run alone; that one resets {}",
+            opts.device.display(),
+            opts.subvolume
+        ))));
+    }
     let state = inspect(&top, opts)?;
     let steps = match plan::plan(opts, &state, now) {
         Ok(steps) => steps,
@@ -120,6 +131,10 @@ pub fn rollback_with(opts: &Options, mode: RunMode, hooks: &Hooks) -> Result<Out
             apply(&top, opts, steps.into_iter().take(n), hooks.fail_at).map(Outcome::Reset)
         }
     }
+}
+
+fn inspect_error(opts: &Options, path: &str, source: io::Error) -> Error {
+    Error::Inspect { device: opts.device.clone(), path: path.to_owned(), source }
 }
 
 /// Reads everything the plan depends on.

@@ -56,6 +56,17 @@ impl TopLevel {
         lazily_unmounted(device)
     }
 
+    /// Takes the lock runs that change the file system hold: an exclusive flock on
+    /// the top level's directory, one inode however many times it is mounted.
+    /// False when another run holds it; it is released with `self`.
+    pub fn try_lock(&self) -> io::Result<bool> {
+        match rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(Errno::WOULDBLOCK) => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
