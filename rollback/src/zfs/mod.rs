@@ -22,7 +22,7 @@ pub use ioctl::Errno;
 pub use plan::Fault;
 
 use crate::config::{DatasetName, PoolName, SnapshotName, ZfsPool};
-use crate::{Mode, Outcome};
+use crate::{Kept, Mode, Outcome};
 
 /// What to roll back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +95,26 @@ pub enum Error {
 /// dataset that is not a file system is `Ok(Outcome::Kept(..))`: the old root
 /// stays and the boot goes on. An errno nobody expects is an error.
 pub fn rollback(opts: &Options, mode: Mode) -> Result<Outcome<Step>, Error> {
+    if mode == Mode::Apply
+        && let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo")
+        && let Some(kept) = mounted(&mountinfo, opts)
+    {
+        return Ok(Outcome::Kept(kept));
+    }
     let mut k = kernel::Kernel::open().map_err(|errno| Error::Open { errno })?;
     plan::run(&mut k, opts, mode)
+}
+
+/// Why a dataset mounted here is not rolled back: the rollback belongs before the root is
+/// mounted, and a mounted one is a running system's.
+fn mounted(mountinfo: &str, opts: &Options) -> Option<Kept> {
+    let at = mount_point(mountinfo, opts.dataset.as_str())?;
+    Some(Kept::new(format!(
+        "{} is mounted at {}: expected it unmounted (the rollback runs in stage 1, before the root \
+         is mounted); --dry-run shows what a rollback would do",
+        opts.dataset,
+        at.display()
+    )))
 }
 
 /// `zpool import -N [-f] -d DEVNODES POOL`, retried until the pool's devices are there or the
@@ -175,6 +193,24 @@ mod tests {
         assert_eq!(mount_point(mi, "rpool/safe/home"), Some(PathBuf::from("/my home")));
         assert_eq!(mount_point(mi, "rpool/safe/x"), None);
         assert_eq!(mount_point(mi, "rpool/local"), None);
+    }
+
+    /// The rollback runs before the root is mounted. A mounted dataset is a running system's
+    /// root (a `rollback zfs` typed without --dry-run): pulling it from under it is refused.
+    #[test]
+    fn a_mounted_dataset_is_not_rolled_back() {
+        let opts = Options {
+            dataset: DatasetName::parse("rpool/local/root").unwrap(),
+            snapshot: SnapshotName::parse("blank").unwrap(),
+        };
+        let mi = "22 1 0:21 / / rw,relatime - zfs rpool/local/root rw,xattr\n\
+                  23 22 0:22 / /nix rw - zfs rpool/local/nix rw\n";
+        let k = mounted(mi, &opts).unwrap();
+        assert!(k.reason.contains("rpool/local/root is mounted at /"), "{k}");
+        assert!(k.reason.contains("--dry-run"), "{k}");
+        let mi = "23 22 0:22 / /nix rw - zfs rpool/local/nix rw\n\
+                  24 22 0:23 / /sysroot/var rw - zfs rpool/local/root/var rw\n";
+        assert_eq!(mounted(mi, &opts), None, "a child or a sibling mounted is no obstacle");
     }
 
     #[test]
