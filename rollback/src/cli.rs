@@ -174,7 +174,8 @@ fn run(cli: Cli) -> u8 {
                 eprintln!("rollback: {} has no `rollback` section: nothing to do", cli.config.display());
                 return EXIT_OK;
             }
-            Err(code) => return code,
+            Err(NoTarget::Invalid) => return EXIT_USAGE,
+            Err(NoTarget::Kept(k)) => return kept(&k, out),
         },
     };
     // Asked for only to see the plan, lethe.rollback=0 does not apply. A hibernation image
@@ -216,24 +217,26 @@ fn btrfs_options(a: BtrfsArgs) -> Result<crate::btrfs::Options, Kept> {
     Ok(crate::btrfs::Options { device, subvolume: a.subvolume, blank: a.blank, old_roots })
 }
 
-/// The config's target; `Err` is the exit code after the errors were printed.
-fn from_config(path: &Path, root: &Path) -> Result<Option<Target>, u8> {
+/// Why the config gives no target.
+enum NoTarget {
+    /// It is invalid; the errors were printed.
+    Invalid,
+    /// Its device did not appear: the old root stays.
+    Kept(Kept),
+}
+
+/// The config's target.
+fn from_config(path: &Path, root: &Path) -> Result<Option<Target>, NoTarget> {
     let doc = Document::load(path).map_err(|errors| {
         eprintln!("rollback: {}: invalid config:", path.display());
         for e in errors.0 {
             eprintln!("  {e}");
         }
-        EXIT_USAGE
+        NoTarget::Invalid
     })?;
     let Some(method) = doc.rollback else { return Ok(None) };
     let device = match &method {
-        config::Rollback::Btrfs(b) => match resolve_device(&b.device) {
-            Ok(d) => d,
-            Err(k) => {
-                print_kept(&k);
-                return Err(EXIT_OK);
-            }
-        },
+        config::Rollback::Btrfs(b) => resolve_device(&b.device).map_err(NoTarget::Kept)?,
         _ => PathBuf::new(),
     };
     Ok(Some(Target::from_config(&method, device, root.to_path_buf())))
@@ -320,8 +323,11 @@ fn diff(d: DiffArgs, config: &Path, out: &Output) -> u8 {
                 eprintln!("rollback diff: {} has no `rollback` section", config.display());
                 return EXIT_USAGE;
             }
-            Err(EXIT_OK) => return EXIT_FAILED, // the device is missing: said already
-            Err(code) => return code,
+            Err(NoTarget::Invalid) => return EXIT_USAGE,
+            Err(NoTarget::Kept(k)) => {
+                eprintln!("rollback diff: {}", k.reason);
+                return EXIT_FAILED;
+            }
         },
     };
     match crate::diff(&target) {

@@ -193,6 +193,30 @@ fn a_dry_run_under_a_hibernation_image_keeps_the_old_root_too() {
     fs::remove_dir_all(&d).unwrap();
 }
 
+/// With --json every outcome is one JSON document on stdout, the kept ones included: here the
+/// config's btrfs device, which does not appear (after the 10 s wait).
+#[test]
+fn json_says_the_old_root_is_kept_when_the_configs_device_is_missing() {
+    let d = scratch("json-kept");
+    let cfg = d.join("config.json");
+    fs::write(
+        &cfg,
+        r#"{"version": 1, "rollback": {"btrfs": {"device": "/dev/lethe-test-no-such-device",
+            "subvolume": "@root", "blank": "@blank"}}}"#,
+    )
+    .unwrap();
+    let cl = cmdline(&d, "");
+    let out =
+        Command::new(BIN).arg("--config").arg(&cfg).arg("--cmdline").arg(&cl).arg("--json").output().unwrap();
+    assert!(out.status.success(), "exit 0 so the boot goes on: {}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", text(&out.stdout)));
+    assert_eq!(json["outcome"], "kept");
+    let reason = json["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("/dev/lethe-test-no-such-device"), "{reason}");
+    fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn the_config_section_is_run_and_its_errors_name_the_json_path() {
     let d = scratch("config");
