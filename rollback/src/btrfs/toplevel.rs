@@ -58,12 +58,21 @@ impl TopLevel {
 
     /// Takes the lock runs that change the file system hold: an exclusive flock on
     /// the top level's directory, one inode however many times it is mounted.
-    /// False when another run holds it; it is released with `self`.
+    /// False when another run still holds it after a short wait; it is
+    /// released with `self`.
     pub fn try_lock(&self) -> io::Result<bool> {
-        match rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(true),
-            Err(Errno::WOULDBLOCK) => Ok(false),
-            Err(e) => Err(io(e)),
+        // A run that just ended may live on for a moment in a child forked
+        // before its descriptors closed (they close at that child's exec).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(true),
+                Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(Errno::WOULDBLOCK) => return Ok(false),
+                Err(e) => return Err(io(e)),
+            }
         }
     }
 
