@@ -181,6 +181,8 @@ pub fn disabled_on_cmdline(cmdline: &str) -> bool {
         .split_ascii_whitespace()
         .filter_map(|w| w.strip_prefix("lethe.rollback="))
         .next_back()
+        // The kernel passes `lethe.rollback="0"` with its quotes.
+        .map(|v| v.trim_matches('"'))
         .is_some_and(|v| matches!(v, "0" | "no" | "false" | "off"))
 }
 
@@ -197,5 +199,6 @@ mod tests {
         // The last one wins, as for other kernel parameters.
         assert!(!disabled_on_cmdline("lethe.rollback=0 lethe.rollback=1"));
         assert!(!disabled_on_cmdline("xlethe.rollback=0"));
+        assert!(disabled_on_cmdline("lethe.rollback=\"0\""));
     }
 }
