@@ -112,6 +112,11 @@ pub enum MkinitrdError {
     NotAFile(PathBuf),
     #[error("writing {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{}: pools.zfs imports {pools} with `zpool import -N`, but no zpool is in the image; add it and its libraries with --file SRC:/sbin/zpool (or /usr/sbin, /bin)",
+        config.display()
+    )]
+    NoZpool { config: PathBuf, pools: String },
 }
 
 impl MkinitrdError {
@@ -214,6 +219,17 @@ pub fn build(opts: &Options) -> Result<Image, MkinitrdError> {
             None
         }
     };
+    if let Some(pools) = config.as_ref().and_then(|c| c.pools.as_ref()).filter(|p| !p.zfs.is_empty()) {
+        // Stage 1 looks for zpool in these directories; a missing one is a boot that cannot import.
+        let carried = opts
+            .files
+            .iter()
+            .any(|f| ["/sbin/zpool", "/usr/sbin/zpool", "/bin/zpool"].contains(&f.dest.as_str()));
+        if !carried {
+            let pools = pools.zfs.keys().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(MkinitrdError::NoZpool { config: opts.config.clone(), pools });
+        }
+    }
     let version = kernel_version(opts)?;
     let index = ModuleIndex::load(&opts.kernel_modules)?;
     for w in index.warnings().iter().take(5) {

@@ -278,3 +278,29 @@ fn errors_name_what_is_missing() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn zfs_pools_need_zpool_in_the_image() {
+    if !can_run() {
+        return;
+    }
+    let t = Temp::new("zpool");
+    let cfg = r#"{"version": 1, "pools": {"zfs": {"rpool": {}}},
+        "rollback": {"zfs": {"dataset": "rpool/local/root"}},
+        "root": {"fsType": "zfs", "device": "rpool/local/root"}}"#;
+    let (o, img) = mkinitrd(&t.0, cfg, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no zpool is in the image") && stderr(&o).contains("rpool"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!img.exists());
+
+    let zpool = t.0.join("zpool");
+    std::fs::write(&zpool, "#!/bin/sh\n").unwrap();
+    let spec = format!("{}:/sbin/zpool", zpool.display());
+    let (o, img) = mkinitrd(&t.0, cfg, &["--file", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(unpack(&img, &t.0, &["-it", "--quiet"]).contains("sbin/zpool"));
+}
