@@ -20,8 +20,6 @@ use crate::devspec::DeviceSpec;
 
 /// The config path inside the initramfs.
 pub const PATH: &str = "/etc/lethe/config.json";
-/// Largest config read.
-const LIMIT: u64 = 16 << 20;
 /// How long a device may take to appear unless the config says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -170,13 +168,7 @@ pub struct MountPlan {
 impl Config {
     /// Parses and validates a document, persist-bind's sections included.
     pub fn from_slice(bytes: &[u8]) -> Result<Config, ConfigErrors> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let cfg: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { "(document)".to_owned() } else { path };
-            ConfigErrors(vec![ConfigError { path, message: e.into_inner().to_string() }])
-        })?;
-        de.end().map_err(|e| ConfigErrors(vec![err("(document)", e.to_string())]))?;
+        let cfg: Config = persist_bind::config::parse_json(bytes)?;
         let mut errors = cfg.validate();
         if let Err(ConfigErrors(mut e)) = persist_bind::Document::entries_from_slice(bytes) {
             errors.append(&mut e);
@@ -186,18 +178,7 @@ impl Config {
 
     /// Reads `path` (at most 16 MiB) and validates it.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        use std::io::Read;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
-            .map_err(|e| ConfigErrors(vec![err("(file)", format!("cannot read {}: {e}", path.display()))]))?;
-        if bytes.len() as u64 > LIMIT {
-            return Err(ConfigErrors(vec![err(
-                "(file)",
-                format!("{} is larger than {LIMIT} bytes", path.display()),
-            )]));
-        }
-        Config::from_slice(&bytes)
+        Config::from_slice(&persist_bind::config::read_config(path)?)
     }
 
     fn validate(&self) -> Vec<ConfigError> {

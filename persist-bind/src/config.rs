@@ -260,19 +260,41 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Largest config file [`read_config`] reads.
+pub const CONFIG_LIMIT: u64 = 16 << 20;
+
+/// Deserializes one whole JSON document (lethe's config, or the part of it
+/// a tool reads); the error names the JSON path and the position.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigErrors> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let doc: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "(document)".to_owned() } else { path };
+        ConfigErrors(vec![ConfigError { path, message: e.into_inner().to_string() }])
+    })?;
+    de.end()
+        .map_err(|e| ConfigErrors(vec![ConfigError { path: "(document)".into(), message: e.to_string() }]))?;
+    Ok(doc)
+}
+
+/// Reads a config file of at most [`CONFIG_LIMIT`] bytes; errors name the file.
+pub fn read_config(path: &std::path::Path) -> Result<Vec<u8>, ConfigErrors> {
+    use std::io::Read;
+    let file_error = |message: String| ConfigErrors(vec![ConfigError { path: "(file)".into(), message }]);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(CONFIG_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > CONFIG_LIMIT {
+        return Err(file_error(format!("{} is larger than {CONFIG_LIMIT} bytes", path.display())));
+    }
+    Ok(bytes)
+}
+
 impl Document {
     /// Parses a document; the error names the JSON path and the position.
     pub fn from_slice(bytes: &[u8]) -> Result<Document, ConfigErrors> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { "(document)".to_owned() } else { path };
-            ConfigErrors(vec![ConfigError { path, message: e.into_inner().to_string() }])
-        })?;
-        de.end().map_err(|e| {
-            ConfigErrors(vec![ConfigError { path: "(document)".into(), message: e.to_string() }])
-        })?;
-        Ok(doc)
+        parse_json(bytes)
     }
 
     /// Parses and validates, returning the entries in apply order.

@@ -17,9 +17,6 @@ use persist_bind::mode::Mode;
 use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-/// Largest config file read.
-const LIMIT: u64 = 16 << 20;
-
 /// How the root is reset: exactly one of the three.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -144,31 +141,14 @@ pub struct Document {
 impl Document {
     /// Parses a whole lethe config and validates `rollback` and `pools`.
     pub fn from_slice(bytes: &[u8]) -> Result<Document, ConfigErrors> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { "(document)".to_owned() } else { path };
-            ConfigErrors(vec![ConfigError { path, message: e.into_inner().to_string() }])
-        })?;
-        de.end().map_err(|e| ConfigErrors(vec![err("(document)", e.to_string())]))?;
+        let doc: Document = persist_bind::config::parse_json(bytes)?;
         let errors = validate(doc.rollback.as_ref(), doc.pools.as_ref());
         if errors.is_empty() { Ok(doc) } else { Err(ConfigErrors(errors)) }
     }
 
     /// Reads `path` (at most 16 MiB) and validates it.
     pub fn load(path: &Path) -> Result<Document, ConfigErrors> {
-        use std::io::Read;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
-            .map_err(|e| ConfigErrors(vec![err("(file)", format!("cannot read {}: {e}", path.display()))]))?;
-        if bytes.len() as u64 > LIMIT {
-            return Err(ConfigErrors(vec![err(
-                "(file)",
-                format!("{} is larger than {LIMIT} bytes", path.display()),
-            )]));
-        }
-        Document::from_slice(&bytes)
+        Document::from_slice(&persist_bind::config::read_config(path)?)
     }
 }
 
