@@ -102,6 +102,9 @@ fn walk(
             continue;
         }
         let Ok(md) = fs::symlink_metadata(&path) else { continue }; // gone while walking
+        if md.is_dir() && is_mount_root(&path) {
+            continue;
+        }
         let old = blank.and_then(|b| fs::symlink_metadata(b.join(&rel_child)).ok());
         match old {
             None if md.is_dir() => {
@@ -146,7 +149,7 @@ fn count(dir: &Path, mounts: &HashSet<PathBuf>, depth: usize) -> u64 {
     let mut n = 0;
     for e in rd.flatten() {
         let p = e.path();
-        if mounts.contains(&p) {
+        if mounts.contains(&p) || e.file_type().is_ok_and(|t| t.is_dir()) && is_mount_root(&p) {
             continue;
         }
         n += 1;
@@ -179,6 +182,18 @@ fn differs(now: &fs::Metadata, old: &fs::Metadata, now_path: &Path, old_path: Op
         return old_path.is_none_or(|o| fs::read_link(now_path).ok() != fs::read_link(o).ok());
     }
     false
+}
+
+/// Whether `path` is where something is mounted, asked of the kernel
+/// (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8): it holds however `path` is
+/// spelled, through symlinks or /proc/self/fd. Older kernels rely on the
+/// mountinfo list alone.
+fn is_mount_root(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    statx(CWD, path, AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty()).is_ok_and(|s| {
+        s.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+            && s.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+    })
 }
 
 /// Mount points strictly below `root`, from /proc/self/mountinfo.

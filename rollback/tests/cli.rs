@@ -258,16 +258,22 @@ fn diff_of_a_tmpfs_root_lists_what_is_not_mounted_from_elsewhere() {
     fs::write(root.join("etc/machine-id"), "x").unwrap();
     fs::write(root.join("var/lib/app/state"), "x").unwrap();
     fs::write(persist.join("kept"), "x").unwrap();
-    let script = format!(
-        "mount --bind {p} {r}/home/alice\n\"$ROLLBACK\" diff tmpfs --root {r}",
-        p = persist.display(),
-        r = root.display()
-    );
-    let Some(out) = in_namespace("diff", &script) else { return };
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    let listed: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).collect();
-    // alice's home is a bind mount of persisted state: not listed, not counted.
-    assert_eq!(listed, ["+ /etc/ (1 entry)", "+ /home/", "+ /var/ (3 entries)"], "{stdout}");
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    // The root as given, and through a symlink: mounts are found either way.
+    for given in [&root, &link] {
+        let script = format!(
+            "mount --bind {p} {r}/home/alice\n\"$ROLLBACK\" diff tmpfs --root {g}",
+            p = persist.display(),
+            r = root.display(),
+            g = given.display()
+        );
+        let Some(out) = in_namespace("diff", &script) else { return };
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        let listed: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).collect();
+        // alice's home is a bind mount of persisted state: not listed, not counted.
+        assert_eq!(listed, ["+ /etc/ (1 entry)", "+ /home/", "+ /var/ (3 entries)"], "{given:?}: {stdout}");
+    }
     fs::remove_dir_all(&d).unwrap();
 }
