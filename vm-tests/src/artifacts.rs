@@ -16,11 +16,14 @@ pub struct Binaries {
     pub initrd_tool: PathBuf,
     /// The test stage 2.
     pub stage2: PathBuf,
+    /// The rollback benchmark's helper in the guest (trees, timing).
+    pub guest_bench: PathBuf,
 }
 
 impl Binaries {
     /// `cargo build --release --locked --target x86_64-unknown-linux-musl
-    /// -p initrd-tool -p vm-tests` in the workspace.
+    /// -p initrd-tool -p vm-tests` (initrd-tool, lethe-stage2 and
+    /// lethe-guest-bench) in the workspace.
     pub fn build(workspace: &Path) -> Result<Binaries> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -33,11 +36,17 @@ impl Binaries {
             "initrd-tool",
             "--bin",
             "lethe-stage2",
+            "--bin",
+            "lethe-guest-bench",
         ]);
         error::run_inherit(&mut cmd)?;
         let dir = target_dir(workspace).join(TARGET).join("release");
-        let b = Binaries { initrd_tool: dir.join("initrd-tool"), stage2: dir.join("lethe-stage2") };
-        for p in [&b.initrd_tool, &b.stage2] {
+        let b = Binaries {
+            initrd_tool: dir.join("initrd-tool"),
+            stage2: dir.join("lethe-stage2"),
+            guest_bench: dir.join("lethe-guest-bench"),
+        };
+        for p in [&b.initrd_tool, &b.stage2, &b.guest_bench] {
             if !p.is_file() {
                 return Err(Error::Setup(format!("cargo built no {}", p.display())));
             }

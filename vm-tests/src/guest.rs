@@ -106,8 +106,12 @@ pub fn boot(
     name: &str,
     echo: Option<&str>,
 ) -> Result<Boot> {
-    let cmdline = format!("console=ttyS0 rdinit={SCRIPT_DIR}/{name} panic=-1");
-    h.boot_cmdline(label, initrd, disks, &cmdline, echo)
+    h.boot_cmdline(label, initrd, disks, &cmdline(name), echo)
+}
+
+/// The kernel command line that runs the script `name` as PID 1.
+pub fn cmdline(name: &str) -> String {
+    format!("console=ttyS0 rdinit={SCRIPT_DIR}/{name} panic=-1")
 }
 
 fn path_str(p: &Path) -> Result<String> {

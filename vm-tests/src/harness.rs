@@ -11,6 +11,10 @@ use crate::qemu::{self, Boot, BootSpec};
 /// The kernel command line of lethe's boots (plus per-boot switches).
 pub const CMDLINE: &str = "console=ttyS0 init=/nix/store/lethe-stage2 panic=-1 lethe.log=debug";
 
+/// The guests' virtual CPUs and memory.
+pub const GUEST_CPUS: u32 = 1;
+pub const GUEST_MEMORY_MIB: u32 = 512;
+
 /// Everything a scenario needs from the host.
 #[derive(Debug)]
 pub struct Harness {
@@ -85,6 +89,8 @@ impl Harness {
             append: cmdline.to_owned(),
             disks: disks.to_vec(),
             accel: self.accel,
+            cpus: GUEST_CPUS,
+            memory_mib: GUEST_MEMORY_MIB,
             timeout: self.timeout,
             echo: echo.map(str::to_owned),
         })

@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod bench_rollback;
 pub mod btrfs_blank;
 pub mod debian;
 pub mod error;

@@ -27,6 +27,10 @@ pub struct BootSpec {
     /// Raw images, attached as virtio disks in this order (vda, vdb, ...).
     pub disks: Vec<PathBuf>,
     pub accel: Accel,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
     pub timeout: Duration,
     /// Print console lines as they arrive (after `prefix`).
     pub echo: Option<String>,
@@ -113,7 +117,8 @@ pub fn boot(spec: &BootSpec) -> Result<Boot> {
     let mut cmd = Command::new(crate::host::qemu_binary());
     cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
         .args(spec.accel.qemu_args())
-        .args(["-m", "512", "-serial", "stdio", "-monitor", "none"])
+        .args(["-smp", &spec.cpus.to_string(), "-m", &spec.memory_mib.to_string()])
+        .args(["-serial", "stdio", "-monitor", "none"])
         .arg("-kernel")
         .arg(&spec.kernel)
         .arg("-initrd")

@@ -19,8 +19,8 @@ use crate::machine::{self, BOOT_COUNTER, MACHINE_ID, USER_FILE};
 use crate::qemu::Outcome;
 use crate::scenarios::{self, ScenarioResult};
 
-const ZPOOL: &str = "/usr/sbin/zpool";
-const ZFS: &str = "/usr/sbin/zfs";
+pub(crate) const ZPOOL: &str = "/usr/sbin/zpool";
+pub(crate) const ZFS: &str = "/usr/sbin/zfs";
 /// The hostid of every guest (/etc/hostid; NixOS's `networking.hostId`):
 /// a pool last imported under the same hostid imports without -f.
 const HOSTID: u32 = 0x6c65_7468;
@@ -75,7 +75,7 @@ const SETUP_CHECKS: &[(&str, &str)] = &[
 const CHECK_CHECKS: &[(&str, &str)] = &[("check", "the pool imports without -f and exports again")];
 
 /// /etc/hostid's bytes (the hostid in native byte order, as zgenhostid writes it).
-fn hostid_file(dir: &Path) -> Result<(PathBuf, String)> {
+pub(crate) fn hostid_file(dir: &Path) -> Result<(PathBuf, String)> {
     let p = dir.join("hostid");
     std::fs::write(&p, HOSTID.to_le_bytes()).context(|| error::at(&p, "cannot write"))?;
     Ok((p, "/etc/hostid".into()))
@@ -85,7 +85,7 @@ fn hostid_file(dir: &Path) -> Result<(PathBuf, String)> {
 /// partition (vda1) of type 0xbf (Solaris) from 1 MiB to the end. On a
 /// whole disk, zpool would partition it itself and wait for udev to
 /// announce the partitions, and the guests have no udev.
-fn pool_disk(path: &Path, mib: u64) -> Result<()> {
+pub(crate) fn pool_disk(path: &Path, mib: u64) -> Result<()> {
     let mut f = std::fs::File::create(path).context(|| error::at(path, "cannot create"))?;
     f.write_all(&mbr(mib)).context(|| error::at(path, "cannot write"))?;
     f.set_len(mib << 20).context(|| error::at(path, "cannot size"))
@@ -107,15 +107,21 @@ fn mbr(mib: u64) -> [u8; 512] {
     m
 }
 
-/// The busybox guest with zpool, zfs, initrd-tool and the modules, and
-/// the three scripts; returns it and its size.
-fn tools_initrd(h: &Harness, dir: &Path) -> Result<(PathBuf, u64)> {
+/// The zfs-dkms modules must be built for the guest's kernel.
+pub(crate) fn require_modules(h: &Harness) -> Result<()> {
     if !h.kernel.modules.join("updates/dkms/zfs.ko").is_file() {
         return Err(Error::Setup(format!(
             "no ZFS modules in {}/updates/dkms: scripts/install-deps.sh builds them with zfs-dkms",
             h.kernel.modules.display()
         )));
     }
+    Ok(())
+}
+
+/// The busybox guest with zpool, zfs, initrd-tool and the modules, and
+/// the three scripts; returns it and its size.
+fn tools_initrd(h: &Harness, dir: &Path) -> Result<(PathBuf, u64)> {
+    require_modules(h)?;
     let out = dir.join("zfs-tools.img");
     let bytes = guest::build(
         h,
