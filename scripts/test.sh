@@ -41,6 +41,7 @@ cargo run --locked -p vm-tests --release -- run all 2>&1 | tee "$vmlog"
 section "benchmarks"
 cargo bench --locked -p persist-bind --bench apply -- --quick
 cargo bench --locked -p rollback --bench rollback -- --quick
+cargo run --locked -p vm-tests --release -- bench-rollback --quick
 
 passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep '^test result' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
