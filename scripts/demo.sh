@@ -2,8 +2,9 @@
 # The main job: build lethe (static musl, release), show persist-bind on the
 # example config against a throwaway root (in a private mount namespace, so
 # nothing touches this machine's mounts), then boot a machine through
-# lethe's own stage 1 in QEMU twice (Debian's kernel, real ext4 images: the
-# vm-tests demo), showing both consoles and the stage-1 timing table.
+# lethe's own stage 1 in QEMU twice (Debian's kernel, one BTRFS disk whose
+# @root is re-created from @blank on every boot: the vm-tests demo), showing
+# both consoles, the checks made on the disk afterwards and the timing table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it mounts a throwaway root and makes disk images with exact owners)" >&2; exit 1; }

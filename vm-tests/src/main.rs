@@ -178,7 +178,9 @@ fn demo() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let s = Scenario::PlainTmpfs;
+    // The erase-your-darlings machine: the root re-created from a blank
+    // snapshot on each boot, state persisted on its own subvolume.
+    let s = Scenario::BtrfsBlank;
     println!("demo: {}: {}", s.name(), s.about());
     println!("kernel command line: {}", harness::CMDLINE);
     let r = s.run(&h, Some(""));
