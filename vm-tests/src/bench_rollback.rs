@@ -243,17 +243,17 @@ impl RollbackBench {
             self.clock_resolution_ns.map_or("?".into(), |n| n.to_string())
         );
         out.push('\n');
-        let _ = writeln!(out, "| {:<46} | {:>10} | {:>10} | {:>10} |", "", "median", "min", "max");
-        let _ = writeln!(out, "|{:-<48}|{:->12}|{:->12}|{:->12}|", "", "", "", "");
+        let _ = writeln!(out, "| {:<46} | {:>11} | {:>11} | {:>11} |", "", "median", "min", "max");
+        let _ = writeln!(out, "|{:-<48}|{:->13}|{:->13}|{:->13}|", "", "", "", "");
         for r in &self.rows {
             let _ = write!(out, "| {:<46} |", r.name);
             match &r.ms {
                 Some(s) => {
                     for v in [s.median, s.min, s.max] {
-                        let _ = write!(out, " {:>10} |", format!("{v:.1} ms"));
+                        let _ = write!(out, " {:>11} |", format!("{v:.1} ms"));
                     }
                 }
-                None => out.push_str("          - |          - |          - |"),
+                None => out.push_str("           - |           - |           - |"),
             }
             out.push('\n');
         }
@@ -313,6 +313,6 @@ mod tests {
         assert!(table.contains("25.0 ms"), "{table}");
         assert!(table.contains("the pool's `freeing`, read at once with zpool): 0, 4096 bytes."), "{table}");
         b.rows[0].ms = None;
-        assert!(b.table().contains("|          - |"));
+        assert!(b.table().contains("|           - |"));
     }
 }
