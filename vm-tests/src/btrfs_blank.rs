@@ -15,7 +15,6 @@ use crate::error::{self, Context, Error, Result};
 use crate::expect::{EPHEMERAL_MARKER, Kind, PathExpectation};
 use crate::harness::Harness;
 use crate::machine::{self, BOOT_COUNTER, MACHINE_ID, USER_FILE};
-use crate::qemu::Outcome;
 use crate::scenarios::{self, ScenarioResult};
 
 /// The file system's label.
@@ -102,21 +101,8 @@ pub fn btrfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> R
         &initrd,
     )?);
     let disks = [image.clone()];
-    for n in 1..=2u64 {
-        let label = format!("boot {n}");
-        let boot = h.boot(&label, &initrd, &disks, echo)?;
-        scenarios::check_plain_boot(r, n, &boot);
-        for ok in ["lethe: import ok", "lethe: rollback ok", "lethe: rollback: reset the"] {
-            r.check(boot.console_has(ok), || format!("{label}: the console never showed {ok:?}"));
-        }
-        r.check(!boot.console_has("keeping the old root"), || {
-            format!("{label}: stage 1 kept the old root instead of re-creating @root from @blank")
-        });
-        let reached_stage2 = matches!(boot.outcome, Outcome::Stage2(_));
-        r.boots.push((label, boot));
-        if !reached_stage2 {
-            return Ok(()); // the next boot could only repeat this failure
-        }
+    if !scenarios::boot_twice_resetting(h, r, &initrd, &disks, echo, "re-creating @root from @blank")? {
+        return Ok(()); // a boot that did not reach stage 2 would only repeat itself
     }
 
     let top = LoopMount::new(&image, &mnt, true)?;

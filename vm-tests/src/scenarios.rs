@@ -138,6 +138,37 @@ impl ScenarioResult {
     }
 }
 
+/// Boots a machine whose stage 1 imports and resets its root twice, each
+/// checked like the plain machine plus the console lines of the import and
+/// rollback steps (`instead` says what stage 1 should have done rather than
+/// keep the old root). False when a boot did not reach stage 2.
+pub fn boot_twice_resetting(
+    h: &Harness,
+    r: &mut ScenarioResult,
+    initrd: &Path,
+    disks: &[PathBuf],
+    echo: Option<&str>,
+    instead: &str,
+) -> Result<bool> {
+    for n in 1..=2u64 {
+        let label = format!("boot {n}");
+        let boot = h.boot(&label, initrd, disks, echo)?;
+        check_plain_boot(r, n, &boot);
+        for ok in ["lethe: import ok", "lethe: rollback ok", "lethe: rollback: reset the"] {
+            r.check(boot.console_has(ok), || format!("{label}: the console never showed {ok:?}"));
+        }
+        r.check(!boot.console_has("keeping the old root"), || {
+            format!("{label}: stage 1 kept the old root instead of {instead}")
+        });
+        let reached_stage2 = matches!(boot.outcome, Outcome::Stage2(_));
+        r.boots.push((label, boot));
+        if !reached_stage2 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// plain-tmpfs: two boots of the plain machine; what is erased and what persists.
 fn plain_tmpfs(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Result<()> {
     let dir = h.dir(Scenario::PlainTmpfs.name())?;

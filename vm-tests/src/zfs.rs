@@ -16,7 +16,6 @@ use crate::guest::{self, GuestSpec};
 use crate::harness::Harness;
 use crate::images;
 use crate::machine::{self, BOOT_COUNTER, MACHINE_ID, USER_FILE};
-use crate::qemu::Outcome;
 use crate::scenarios::{self, ScenarioResult};
 
 pub(crate) const ZPOOL: &str = "/usr/sbin/zpool";
@@ -211,21 +210,8 @@ pub fn zfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Res
         &initrd,
     )?);
     let disks = [pool.clone()];
-    for n in 1..=2u64 {
-        let label = format!("boot {n}");
-        let boot = h.boot(&label, &initrd, &disks, echo)?;
-        scenarios::check_plain_boot(r, n, &boot);
-        for ok in ["lethe: import ok", "lethe: rollback ok", "lethe: rollback: reset the"] {
-            r.check(boot.console_has(ok), || format!("{label}: the console never showed {ok:?}"));
-        }
-        r.check(!boot.console_has("keeping the old root"), || {
-            format!("{label}: stage 1 kept the old root instead of rolling back to @blank")
-        });
-        let reached_stage2 = matches!(boot.outcome, Outcome::Stage2(_));
-        r.boots.push((label, boot));
-        if !reached_stage2 {
-            return Ok(()); // the next boot could only repeat this failure
-        }
+    if !scenarios::boot_twice_resetting(h, r, &initrd, &disks, echo, "rolling back to @blank")? {
+        return Ok(()); // a boot that did not reach stage 2 would only repeat itself
     }
 
     let check = guest::boot(h, "check", &tools, &disks, "zfs-check.sh", echo)?;
