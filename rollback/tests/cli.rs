@@ -33,6 +33,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A swap header page at `dir/swap` whose last 10 bytes are `signature`.
+fn swap_header(dir: &Path, signature: &[u8; 10]) -> PathBuf {
+    let swap = dir.join("swap");
+    let mut page = vec![0u8; 4096];
+    page[4086..4096].copy_from_slice(signature);
+    fs::write(&swap, &page).unwrap();
+    swap
+}
+
 fn cmdline(dir: &Path, line: &str) -> PathBuf {
     let p = dir.join("cmdline");
     fs::write(&p, line).unwrap();
@@ -128,10 +137,7 @@ fn a_hibernation_image_on_the_resume_device_keeps_the_old_root() {
     let target = d.join("sysroot");
     fs::create_dir(&target).unwrap();
     // A swap header page whose signature the kernel replaced with its image's.
-    let swap = d.join("swap");
-    let mut page = vec![0u8; 4096];
-    page[4086..4096].copy_from_slice(b"S1SUSPEND\0");
-    fs::write(&swap, &page).unwrap();
+    let swap = swap_header(&d, b"S1SUSPEND\0");
     let cl = cmdline(&d, &format!("resume={}", swap.display()));
     let script = format!(
         "\"$ROLLBACK\" tmpfs --target {t} --cmdline {cl}\n\
@@ -149,8 +155,7 @@ fn a_hibernation_image_on_the_resume_device_keeps_the_old_root() {
     assert!(!text(&out.stdout).contains("MOUNTED"));
 
     // The same device with a plain swap signature: the rollback happens.
-    page[4086..4096].copy_from_slice(b"SWAPSPACE2");
-    fs::write(&swap, &page).unwrap();
+    swap_header(&d, b"SWAPSPACE2");
     let Some(out) = in_namespace("hibernate", &script) else { return };
     assert!(text(&out.stdout).contains("MOUNTED"), "{}{}", text(&out.stdout), text(&out.stderr));
     fs::remove_dir_all(&d).unwrap();
@@ -163,10 +168,7 @@ fn a_dry_run_under_a_hibernation_image_keeps_the_old_root_too() {
     let d = scratch("hibernate-dry");
     let target = d.join("sysroot");
     fs::create_dir(&target).unwrap();
-    let swap = d.join("swap");
-    let mut page = vec![0u8; 4096];
-    page[4086..4096].copy_from_slice(b"S1SUSPEND\0");
-    fs::write(&swap, &page).unwrap();
+    let swap = swap_header(&d, b"S1SUSPEND\0");
     let cl = cmdline(&d, &format!("resume={}", swap.display()));
     let out = Command::new(BIN)
         .args(["tmpfs", "--dry-run", "--target"])
