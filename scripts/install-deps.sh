@@ -8,7 +8,10 @@ set -euo pipefail
 
 # Debian packages: the mount/namespace tools the tests drive, and a C
 # toolchain for linking.
-packages=(util-linux mount coreutils findutils gcc libc6-dev binutils git xz-utils ca-certificates curl fdisk gdisk)
+# cryptsetup is the oracle for the LUKS tests (luksFormat, luksDump
+# --dump-volume-key); dmsetup and keyutils check mappings inside the guests.
+packages=(util-linux mount coreutils findutils gcc libc6-dev binutils git xz-utils ca-certificates curl fdisk gdisk
+  cryptsetup-bin dmsetup keyutils systemd tar)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
