@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::devspec::DeviceSpec;
+use crate::unlock::config::Luks;
 
 /// The config path inside the initramfs.
 pub const PATH: &str = "/etc/lethe/config.json";
@@ -41,9 +42,10 @@ pub struct Config {
     _uids: Option<IgnoredAny>,
     #[serde(default, rename = "gids")]
     _gids: Option<IgnoredAny>,
-    // Sections of later steps: refused until this build carries them out.
+    /// LUKS devices opened before the pools are imported.
     #[serde(default)]
-    luks: Option<IgnoredAny>,
+    pub luks: Option<Luks>,
+    // Sections of later steps: refused until this build carries them out.
     #[serde(default)]
     ssh: Option<IgnoredAny>,
     #[serde(default)]
@@ -183,12 +185,13 @@ impl Config {
 
     fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        for (name, present) in
-            [("luks", self.luks.is_some()), ("ssh", self.ssh.is_some()), ("network", self.network.is_some())]
-        {
+        for (name, present) in [("ssh", self.ssh.is_some()), ("network", self.network.is_some())] {
             if present {
                 errors.push(err(name, "this section is not supported by this build of lethe yet"));
             }
+        }
+        if let Some(l) = &self.luks {
+            errors.extend(l.validate());
         }
         for (i, m) in self.modules.load.iter().enumerate() {
             if m.is_empty() || m.contains(['/', '\0']) || m.chars().any(char::is_whitespace) {
@@ -541,12 +544,12 @@ mod tests {
     fn errors_name_their_json_path_and_include_persistence() {
         assert_eq!(
             errors(
-                r#"{"version": 1, "luks": {}, "root": {"fsType": "ext4"},
+                r#"{"version": 1, "ssh": {}, "root": {"fsType": "ext4"},
                    "mounts": {"/": {"fsType": "tmpfs"}, "rel": {"fsType": "tmpfs"}, "/x": {"fsType": "tmpfs", "device": "/dev/vda"}},
                    "persistence": {"/p": {"directories": [{"directory": "/d", "mode": "rwx"}]}}}"#
             ),
             [
-                "luks: this section is not supported by this build of lethe yet",
+                "ssh: this section is not supported by this build of lethe yet",
                 "root.device: a ext4 file system needs a device",
                 "mounts./: the root is configured in `root`, not in `mounts`",
                 "mounts./x.device: a tmpfs file system takes no device",

@@ -12,3 +12,4 @@ pub mod mkinitrd;
 pub mod mountopts;
 pub mod probe;
 pub mod switch_root;
+pub mod unlock;
