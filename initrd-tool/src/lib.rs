@@ -9,6 +9,7 @@ pub mod init;
 pub mod kmod;
 pub mod log;
 pub mod mkinitrd;
+pub mod modprobe;
 pub mod mountopts;
 pub mod probe;
 pub mod switch_root;

@@ -24,6 +24,8 @@ use crate::kmod::{self, KmodError, ModuleIndex, ModulePath};
 const BINARY: &str = "bin/initrd-tool";
 /// Links to the binary besides /init (argv[0] picks the applet).
 const APPLET_LINKS: [&str; 2] = ["bin/persist-bind", "bin/rollback"];
+/// Where the kernel runs modprobe from (`/proc/sys/kernel/modprobe`'s default).
+const MODPROBE: &str = "sbin/modprobe";
 /// Mount points and scratch directories stage 1 uses, with their modes.
 const DIRS: [(&str, u32); 6] =
     [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755), ("sysroot", 0o755), ("tmp", 0o1777)];
@@ -263,6 +265,10 @@ pub fn build(opts: &Options) -> Result<Image, MkinitrdError> {
     a.symlink("init", BINARY)?;
     for l in APPLET_LINKS {
         a.symlink(l, "initrd-tool")?;
+    }
+    // The kernel's request_module runs /sbin/modprobe (dm-crypt asks for its cipher modules).
+    if !opts.files.iter().any(|f| f.dest.trim_start_matches('/') == MODPROBE) {
+        a.symlink(MODPROBE, "../bin/initrd-tool")?;
     }
     a.file(config::PATH, 0o644, config_bytes)?;
 
