@@ -5,5 +5,6 @@
 //! the keyslot crypto; `unlock` ties them together. Secrets live in `secret` buffers.
 
 mod mlock;
+pub mod header;
 pub mod model;
 pub mod secret;

@@ -1,0 +1,74 @@
+//! Reads a LUKS1 or LUKS2 header from a device, read-only, and validates it as cryptsetup does.
+//!
+//! The version is told as cryptsetup tells it: the LUKS magic at offset 0 with version 1 is
+//! LUKS1; anything else (version 2, a damaged primary header, no magic at all) is tried as
+//! LUKS2, whose secondary copy may still be found. Nothing is ever written back.
+
+mod bytes;
+mod luks1;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::model::Header;
+
+pub use luks1::Luks1Error;
+
+/// The magic of a LUKS1 header and of a LUKS2 primary header.
+pub const MAGIC: [u8; 6] = *b"LUKS\xba\xbe";
+
+/// Why a header could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("cannot read {len} bytes at offset {offset}: {source}")]
+    Read { offset: u64, len: u64, source: io::Error },
+    #[error("unsupported LUKS version {version} at offset 0")]
+    UnsupportedVersion { version: u16 },
+    #[error("LUKS1 header: {0}")]
+    Luks1(#[from] Luks1Error),
+    #[error("LUKS2 header: not supported yet")]
+    Luks2Unsupported,
+}
+
+/// Why a header could not be read from a path.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadPathError {
+    #[error("{}: cannot open read-only: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{}: cannot tell its size: {source}", path.display())]
+    Size { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Header { path: PathBuf, source: HeaderError },
+}
+
+/// Reads and validates the header at the start of `dev`, a device (or header file) of
+/// `device_size` bytes. Reads are bounded by `device_size` and by the largest header LUKS
+/// allows; nothing is written.
+pub fn read<D: Read + Seek>(dev: &mut D, device_size: u64) -> Result<Header, HeaderError> {
+    let start = bytes::read_at(dev, device_size, 0, 8)?;
+    let version = match start {
+        Some(b) if b.starts_with(&MAGIC) => {
+            let mut f = bytes::Fields::new(&b);
+            f.skip(MAGIC.len());
+            f.u16()
+        }
+        // No primary magic: only a LUKS2 secondary copy can still be found.
+        _ => 0,
+    };
+    match version {
+        1 => Ok(luks1::read(dev, device_size)?),
+        0 | 2 => Err(HeaderError::Luks2Unsupported),
+        version => Err(HeaderError::UnsupportedVersion { version }),
+    }
+}
+
+/// [`read`] on a block device or a (detached) header file, opened read-only; the size is the
+/// block device's or the file's.
+pub fn read_path(path: &Path) -> Result<Header, ReadPathError> {
+    let mut f = File::open(path).map_err(|source| ReadPathError::Open { path: path.to_owned(), source })?;
+    // SEEK_END gives a block device's size as well as a file's.
+    let size =
+        f.seek(SeekFrom::End(0)).map_err(|source| ReadPathError::Size { path: path.to_owned(), source })?;
+    read(&mut f, size).map_err(|source| ReadPathError::Header { path: path.to_owned(), source })
+}
