@@ -4,7 +4,13 @@
 //! parsers works on; `header` builds it from disk bytes; `kdf`, `af`, `area` and `digest` are
 //! the keyslot crypto; `unlock` ties them together. Secrets live in `secret` buffers.
 
+pub mod af;
+pub mod area;
+pub mod digest;
+pub mod hash;
+pub mod kdf;
 mod mlock;
 pub mod header;
 pub mod model;
 pub mod secret;
+pub mod unlock;
