@@ -58,6 +58,10 @@ impl<'a> Fields<'a> {
     pub(crate) fn u32(&mut self) -> u32 {
         u32::from_be_bytes(self.array())
     }
+
+    pub(crate) fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.array())
+    }
 }
 
 /// The bytes of a NUL-terminated string field before its NUL; `None` when the field has no NUL.

@@ -4,8 +4,12 @@
 //! LUKS1; anything else (version 2, a damaged primary header, no magic at all) is tried as
 //! LUKS2, whose secondary copy may still be found. Nothing is ever written back.
 
+mod base64;
 mod bytes;
+mod json;
 mod luks1;
+mod luks2;
+mod validate;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -13,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Header;
 
+pub use json::{JsonError, Problem as JsonProblem};
 pub use luks1::Luks1Error;
+pub use luks2::{CopyError, Luks2Error};
 
 /// The magic of a LUKS1 header and of a LUKS2 primary header.
 pub const MAGIC: [u8; 6] = *b"LUKS\xba\xbe";
@@ -27,8 +33,16 @@ pub enum HeaderError {
     UnsupportedVersion { version: u16 },
     #[error("LUKS1 header: {0}")]
     Luks1(#[from] Luks1Error),
-    #[error("LUKS2 header: not supported yet")]
-    Luks2Unsupported,
+    #[error("LUKS2 header: {0}")]
+    Luks2(Box<Luks2Error>),
+    #[error("no LUKS header: no LUKS magic at offset 0 and no LUKS2 secondary header at any known offset")]
+    NotLuks,
+}
+
+impl From<Luks2Error> for HeaderError {
+    fn from(e: Luks2Error) -> HeaderError {
+        HeaderError::Luks2(Box::new(e))
+    }
 }
 
 /// Why a header could not be read from a path.
@@ -58,7 +72,7 @@ pub fn read<D: Read + Seek>(dev: &mut D, device_size: u64) -> Result<Header, Hea
     };
     match version {
         1 => Ok(luks1::read(dev, device_size)?),
-        0 | 2 => Err(HeaderError::Luks2Unsupported),
+        0 | 2 => luks2::read(dev, device_size),
         version => Err(HeaderError::UnsupportedVersion { version }),
     }
 }
