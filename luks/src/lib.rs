@@ -7,6 +7,7 @@
 pub mod af;
 pub mod area;
 pub mod digest;
+pub mod dump;
 pub mod hash;
 pub mod kdf;
 mod mlock;

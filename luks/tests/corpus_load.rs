@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{ManifestLine, manifest, scratch_dir, unpack};
 use luks::header::ReadPathError;
-use luks::model::{Header, HeaderCopy};
+use luks::model::{Header, HeaderCopy, Kdf, SegmentSize};
 
 /// What the manifest expects of the header alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,4 +188,154 @@ fn every_manifest_line_gets_cryptsetups_header_decision() {
         lines.len(),
         failures.join("\n")
     );
+}
+
+// Headers made on the fly by `cryptsetup luksFormat`: each loads with what `luksDump` shows.
+
+/// Runs `cryptsetup` with `args` and returns its stdout; fails the test on failure.
+fn cryptsetup(args: &[&str]) -> String {
+    let out = Command::new("cryptsetup")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cryptsetup (the oracle) must be installed: {e}"));
+    assert!(out.status.success(), "cryptsetup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A sparse file of `size` bytes formatted by `cryptsetup luksFormat --batch-mode` with a key
+/// file and fast KDF settings plus `args`; returns its path.
+fn format(dir: &Path, name: &str, size: u64, args: &[&str]) -> std::path::PathBuf {
+    let key = dir.join("key");
+    std::fs::write(&key, b"correct horse battery staple").unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    let mut all = vec!["luksFormat", "--batch-mode", "--key-file", key.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push(path.to_str().unwrap());
+    cryptsetup(&all);
+    path
+}
+
+/// Loads `path` and checks it against `cryptsetup luksDump` of the same file.
+fn load_as_luksdump_shows(path: &Path) -> Header {
+    let h = luks::header::read_path(path).unwrap_or_else(|e| panic!("{e}"));
+    let shown = parse_dump(&cryptsetup(&["luksDump", path.to_str().unwrap()]));
+    assert_eq!(as_dump(&h), shown, "{}", path.display());
+    h
+}
+
+const PBKDF2_FAST: [&str; 4] = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+
+#[test]
+fn luksformat_luks1_headers_load_as_luksdump_shows() {
+    let dir = scratch_dir("format-luks1");
+    for (key_size, hash, slot) in [("256", "sha256", "0"), ("512", "sha512", "5"), ("256", "sha1", "7")] {
+        let name = format!("luks1-{key_size}-{hash}");
+        let mut args = vec!["--type", "luks1", "--key-size", key_size, "--hash", hash, "--key-slot", slot];
+        args.extend_from_slice(&PBKDF2_FAST);
+        let h = load_as_luksdump_shows(&format(&dir, &name, 8 << 20, &args));
+        let k = &h.keyslots[0];
+        assert_eq!(k.id.to_string(), slot);
+        let bytes: usize = key_size.parse::<usize>().unwrap() / 8;
+        assert_eq!(
+            (k.key_size, k.area.key_size, k.area.encryption.0.as_str()),
+            (bytes, bytes, "aes-xts-plain64")
+        );
+        let Kdf::Pbkdf2 { hash: kdf_hash, iterations, salt } = &k.kdf else { panic!("{:?}", k.kdf) };
+        assert_eq!((kdf_hash.name(), *iterations, salt.len()), (hash, 1000, 32));
+        assert_eq!(h.digests[0].keyslots, [k.id]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn luksformat_luks2_headers_of_every_metadata_size_load_as_luksdump_shows() {
+    let dir = scratch_dir("format-luks2-sizes");
+    for (mda, bytes) in
+        [("16k", 16u64 << 10), ("64k", 64 << 10), ("256k", 256 << 10), ("1m", 1 << 20), ("4m", 4 << 20)]
+    {
+        let mut args = vec!["--type", "luks2", "--luks2-metadata-size", mda, "--luks2-keyslots-size", "2m"];
+        args.extend_from_slice(&PBKDF2_FAST);
+        let path = format(&dir, &format!("luks2-{mda}"), 32 << 20, &args);
+        let h = load_as_luksdump_shows(&path);
+        assert_eq!((h.copy, h.metadata_size, h.keyslots_size), (HeaderCopy::Primary, 2 * bytes, 2 << 20));
+        // Without the primary (its first sector wiped), the secondary is found and used.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, &[0u8; 512]).unwrap();
+        drop(f);
+        let h2 = luks::header::read_path(&path).unwrap_or_else(|e| panic!("{mda}: {e}"));
+        assert_eq!((h2.copy, &h2.uuid, &h2.keyslots), (HeaderCopy::Secondary, &h.uuid, &h.keyslots), "{mda}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn luksformat_luks2_argon2id_with_4k_sectors_label_and_subsystem() {
+    let dir = scratch_dir("format-luks2-argon2id");
+    let args = [
+        "--type",
+        "luks2",
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "32",
+        "--pbkdf-force-iterations",
+        "4",
+        "--pbkdf-parallel",
+        "2",
+        "--sector-size",
+        "4096",
+        "--label",
+        "cryptroot",
+        "--subsystem",
+        "lethe",
+        "--key-slot",
+        "3",
+        "--cipher",
+        "aes-xts-plain64",
+        "--key-size",
+        "512",
+    ];
+    let h = load_as_luksdump_shows(&format(&dir, "argon2id", 32 << 20, &args));
+    assert_eq!((h.label.as_deref(), h.subsystem.as_deref()), (Some("cryptroot"), Some("lethe")));
+    let k = h.keyslot(3).expect("keyslot 3");
+    let Kdf::Argon2id { time, memory_kib, cpus, salt } = &k.kdf else { panic!("{:?}", k.kdf) };
+    assert_eq!((*time, *memory_kib, *cpus, salt.len()), (4, 32, 2, 32));
+    assert_eq!((k.key_size, k.priority), (64, luks::model::Priority::Normal));
+    let s = &h.segments[0];
+    assert_eq!(
+        (s.sector_size, s.size, s.encryption.0.as_str()),
+        (4096, SegmentSize::Dynamic, "aes-xts-plain64")
+    );
+    let d = &h.digests[0];
+    assert_eq!((d.keyslots.as_slice(), d.segments.as_slice(), d.digest.len()), (&[3][..], &[0][..], 32));
+    // The dump shows the parameters, not the salt luksDump shows.
+    let text = luks::dump::text(&h);
+    assert!(
+        text.contains("3: luks2, 512-bit key, priority normal, argon2id time 4, memory 32 KiB, 2 threads"),
+        "{text}"
+    );
+    let salt: String = salt.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let json = luks::dump::json(&h).to_string();
+    assert!(!text.contains(&salt) && !json.contains(&salt), "{text}\n{json}");
+    assert_eq!(luks::dump::json(&h)["keyslots"][0]["kdf"]["memory_kib"], 32);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn luksformat_detached_luks2_header_puts_the_data_at_offset_0() {
+    let dir = scratch_dir("format-detached");
+    let header = dir.join("header.img");
+    std::fs::File::create(&header).unwrap().set_len(16 << 20).unwrap();
+    let mut args = vec!["--type", "luks2", "--header", header.to_str().unwrap()];
+    args.extend_from_slice(&PBKDF2_FAST);
+    let data = format(&dir, "data.img", 8 << 20, &args);
+    let h = load_as_luksdump_shows(&header);
+    assert_eq!(h.segments[0].offset, 0);
+    // The data device itself carries no header.
+    assert!(matches!(
+        luks::header::read_path(&data),
+        Err(ReadPathError::Header { source: luks::header::HeaderError::NotLuks, .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
 }
