@@ -3,9 +3,12 @@
 pub mod cmdline;
 pub mod config;
 pub mod cpio;
+pub mod crypt;
 pub mod devices;
 pub mod devspec;
+pub mod dm;
 pub mod init;
+pub mod keyring;
 pub mod kmod;
 pub mod log;
 pub mod mkinitrd;
@@ -13,4 +16,5 @@ pub mod modprobe;
 pub mod mountopts;
 pub mod probe;
 pub mod switch_root;
+pub mod udev_db;
 pub mod unlock;
