@@ -8,6 +8,7 @@ pub mod devices;
 pub mod devspec;
 pub mod dm;
 pub mod init;
+pub mod keyfile;
 pub mod keyring;
 pub mod kmod;
 pub mod log;
