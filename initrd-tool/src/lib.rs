@@ -1,5 +1,6 @@
 //! initrd-tool: lethe's stage 1 as one static multi-call binary (`init`, `persist-bind`, `mkinitrd`, `check-config`).
 
+pub mod askpass;
 pub mod cmdline;
 pub mod config;
 pub mod cpio;
