@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::artifacts::{self, Binaries};
 use crate::error::{self, Context, Error, Result};
 use crate::host::{self, Accel, Kernel};
-use crate::qemu::{self, Boot, BootSpec};
+use crate::qemu::{self, Boot, BootSpec, ConsoleInput};
 
 /// The kernel command line of lethe's boots (plus per-boot switches).
 pub const CMDLINE: &str = "console=ttyS0 init=/nix/store/lethe-stage2 panic=-1 lethe.log=debug";
@@ -80,10 +80,24 @@ impl Harness {
         cmdline: &str,
         echo: Option<&str>,
     ) -> Result<Boot> {
+        self.boot_typing(label, initrd, disks, cmdline, &[], echo)
+    }
+
+    /// [`Harness::boot_cmdline`], typing `input` on the serial console as
+    /// the console asks for it (a passphrase after its prompt).
+    pub fn boot_typing(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        cmdline: &str,
+        input: &[ConsoleInput],
+        echo: Option<&str>,
+    ) -> Result<Boot> {
         if echo.is_some() {
             println!("\n---- {label}: serial console ----");
         }
-        qemu::boot(&BootSpec {
+        let spec = BootSpec {
             kernel: self.kernel.image.clone(),
             initrd: initrd.to_path_buf(),
             append: cmdline.to_owned(),
@@ -93,6 +107,7 @@ impl Harness {
             memory_mib: GUEST_MEMORY_MIB,
             timeout: self.timeout,
             echo: echo.map(str::to_owned),
-        })
+        };
+        qemu::boot_typing(&spec, input)
     }
 }

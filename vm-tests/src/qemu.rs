@@ -1,6 +1,7 @@
-//! One boot in QEMU: the serial console read line by line, stopped at stage 2's result, at stage 1's FAILED message, at power-off, or at the timeout.
+//! One boot in QEMU: the serial console read line by line (and typed into when asked), stopped at stage 2's result, at stage 1's FAILED message, at power-off, or at the timeout.
 
-use std::io::{BufRead, BufReader, Read};
+use std::fmt;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -16,6 +17,12 @@ const FAILED_GRACE: Duration = Duration::from_secs(5);
 const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
 /// The prefix of a stage-1 failure line.
 pub const FAILED_PREFIX: &str = "lethe: FAILED at ";
+/// How long the harness waits between seeing what it waits for and
+/// typing: a person reads the prompt first, and a program that turns echo
+/// off just after printing its prompt must not lose the keys.
+const TYPING_PAUSE: Duration = Duration::from_millis(250);
+/// How much unmatched console output the typist keeps while it waits.
+const TYPIST_WINDOW: usize = 64 << 10;
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -55,6 +62,49 @@ pub enum Outcome {
     TimedOut,
 }
 
+/// Text the harness types on the serial console (the guest's
+/// /dev/console) once the console has shown `after`.
+#[derive(Clone)]
+pub struct ConsoleInput {
+    /// What the text is ("the passphrase", "a wrong passphrase"), for the
+    /// echo and the findings; the text itself is never shown.
+    pub label: String,
+    /// Typed once this appears in the output that follows the previous input
+    /// (or the start).
+    pub after: String,
+    /// The keys, line end included.
+    pub text: String,
+}
+
+impl ConsoleInput {
+    /// A line (`text` and a newline) typed after `after`.
+    pub fn line(label: &str, after: &str, text: &str) -> ConsoleInput {
+        ConsoleInput { label: label.into(), after: after.into(), text: format!("{text}\n") }
+    }
+}
+
+impl fmt::Debug for ConsoleInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleInput")
+            .field("label", &self.label)
+            .field("after", &self.after)
+            .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .finish()
+    }
+}
+
+/// An input the harness typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typed {
+    /// The input's label.
+    pub label: String,
+    /// Host time from QEMU's start to the typing.
+    pub at: Duration,
+    /// How many console lines came before it (the one it answered
+    /// included).
+    pub after_lines: usize,
+}
+
 /// One boot's console and outcome.
 #[derive(Debug, Clone)]
 pub struct Boot {
@@ -62,12 +112,20 @@ pub struct Boot {
     pub outcome: Outcome,
     /// Host time from QEMU's start to the outcome.
     pub elapsed: Duration,
+    /// What the harness typed, in order (fewer than asked when the console
+    /// never showed what an input waited for).
+    pub typed: Vec<Typed>,
 }
 
 impl Boot {
     /// Whether any console line contains `needle`.
     pub fn console_has(&self, needle: &str) -> bool {
         self.console.iter().any(|l| l.contains(needle))
+    }
+
+    /// How many times `needle` occurs in the console.
+    pub fn console_count(&self, needle: &str) -> usize {
+        self.console.iter().map(|l| l.matches(needle).count()).sum()
     }
 
     /// One line saying how the boot ended.
@@ -114,6 +172,13 @@ pub fn failure_text(message: &[String], lines: usize) -> String {
 
 /// Boots `spec` and reads its console until an outcome.
 pub fn boot(spec: &BootSpec) -> Result<Boot> {
+    boot_typing(spec, &[])
+}
+
+/// [`boot`], typing each of `input` in turn on the serial console once the
+/// console shows what it waits for. Without input the guest's console has
+/// no input at all, as before.
+pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
     let mut cmd = Command::new(crate::host::qemu_binary());
     cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
         .args(spec.accel.qemu_args())
@@ -128,14 +193,17 @@ pub fn boot(spec: &BootSpec) -> Result<Boot> {
     for d in &spec.disks {
         cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", d.display()));
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let stdin = if input.is_empty() { Stdio::null() } else { Stdio::piped() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().context(|| {
         format!("cannot start `{}` (install qemu-system-x86: scripts/install-deps.sh)", error::display(&cmd))
     })?;
-    let lines = read_lines(child.stdout.take());
+    let typist = Typist::new(child.stdin.take(), input.to_vec(), start);
+    let events = read_console(child.stdout.take(), typist);
     let stderr = read_all(child.stderr.take());
-    let mut reader = ConsoleReader { lines, console: Vec::new(), echo: spec.echo.clone() };
+    let mut reader =
+        ConsoleReader { events, console: Vec::new(), typed: Vec::new(), echo: spec.echo.clone() };
     let outcome = watch(&mut reader, start + spec.timeout);
     // Stopping QEMU (a no-op when it has exited); the pipes then close.
     let _ = child.kill();
@@ -153,30 +221,48 @@ pub fn boot(spec: &BootSpec) -> Result<Boot> {
             Outcome::Exited { status }
         }
     };
-    Ok(Boot { console: reader.console, outcome, elapsed: start.elapsed() })
+    Ok(Boot { console: reader.console, outcome, elapsed: start.elapsed(), typed: reader.typed })
+}
+
+/// What the console thread hands on.
+#[derive(Debug)]
+enum Event {
+    Line(String),
+    /// An input was typed: its label and the host time since QEMU's start.
+    Typed(String, Duration),
 }
 
 struct ConsoleReader {
-    lines: mpsc::Receiver<String>,
+    events: mpsc::Receiver<Event>,
     console: Vec<String>,
+    typed: Vec<Typed>,
     echo: Option<String>,
 }
 
 impl ConsoleReader {
     /// The next line before `deadline`; `Err(true)` at the deadline,
-    /// `Err(false)` once the console closed (QEMU exited).
+    /// `Err(false)` once the console closed (QEMU exited). Typing events
+    /// on the way are recorded.
     fn next(&mut self, deadline: Instant) -> Result<String, bool> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(wait) {
-            Ok(line) => {
-                if let Some(prefix) = &self.echo {
-                    println!("{prefix}{line}");
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(Event::Line(line)) => {
+                    if let Some(prefix) = &self.echo {
+                        println!("{prefix}{line}");
+                    }
+                    self.console.push(line.clone());
+                    return Ok(line);
                 }
-                self.console.push(line.clone());
-                Ok(line)
+                Ok(Event::Typed(label, at)) => {
+                    if let Some(prefix) = &self.echo {
+                        println!("{prefix}[vm-tests typed {label} on the serial console]");
+                    }
+                    self.typed.push(Typed { label, at, after_lines: self.console.len() });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(true),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(false),
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(true),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(false),
         }
     }
 
@@ -233,24 +319,114 @@ fn watch(r: &mut ConsoleReader, deadline: Instant) -> Option<Outcome> {
     }
 }
 
+/// Types the inputs in turn, each once the console output since the
+/// previous one contains what it waits for.
+struct Typist {
+    keyboard: Option<Box<dyn Write + Send>>,
+    input: std::vec::IntoIter<ConsoleInput>,
+    next: Option<ConsoleInput>,
+    /// Output since the last input (at most [`TYPIST_WINDOW`] bytes).
+    seen: Vec<u8>,
+    start: Instant,
+}
+
+impl Typist {
+    fn new(
+        keyboard: Option<impl Write + Send + 'static>,
+        input: Vec<ConsoleInput>,
+        start: Instant,
+    ) -> Typist {
+        let mut input = input.into_iter();
+        let next = input.next();
+        let keyboard = keyboard.map(|k| Box::new(k) as Box<dyn Write + Send>);
+        Typist { keyboard, input, next, seen: Vec::new(), start }
+    }
+
+    /// Takes in console output; returns whether the next input's cue has
+    /// appeared (then call [`Typist::type_next`]).
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        let Some(next) = &self.next else { return false };
+        self.seen.extend_from_slice(bytes);
+        let cue = next.after.as_bytes();
+        if let Some(at) = find(&self.seen, cue) {
+            self.seen.drain(..at + cue.len());
+            return true;
+        }
+        if self.seen.len() > TYPIST_WINDOW {
+            // Keep enough to match a cue split across reads.
+            self.seen.drain(..self.seen.len().saturating_sub(cue.len()));
+        }
+        false
+    }
+
+    /// Types the input whose cue was seen; returns its label and when, or
+    /// `None` when QEMU no longer takes input. The output that followed
+    /// the cue counts toward the next input's cue.
+    fn type_next(&mut self) -> Option<(String, Duration)> {
+        let input = self.next.take()?;
+        self.next = self.input.next();
+        std::thread::sleep(TYPING_PAUSE);
+        let keyboard = self.keyboard.as_mut()?;
+        if keyboard.write_all(input.text.as_bytes()).and_then(|()| keyboard.flush()).is_err() {
+            self.keyboard = None;
+            return None;
+        }
+        Some((input.label, self.start.elapsed()))
+    }
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// A thread turning the console bytes into lines (CR and escape
-/// sequences stripped, invalid UTF-8 replaced).
-fn read_lines(out: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+/// sequences stripped, invalid UTF-8 replaced) and typing the inputs as
+/// their cues appear. A line still open when an input is typed (a prompt
+/// waits on its own line) is handed on as a line of its own then.
+fn read_console(out: Option<impl Read + Send + 'static>, mut typist: Typist) -> mpsc::Receiver<Event> {
     let (tx, rx) = mpsc::channel();
-    if let Some(out) = out {
+    if let Some(mut out) = out {
         std::thread::spawn(move || {
-            let mut r = BufReader::new(out);
-            let mut buf = Vec::new();
+            let mut line = Vec::new();
+            let mut chunk = vec![0u8; 4096];
             loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx.send(clean(&buf)).is_err() {
-                            break;
+                let n = match out.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let bytes = chunk.get(..n).unwrap_or_default();
+                for &b in bytes {
+                    line.push(b);
+                    if b == b'\n' {
+                        if tx.send(Event::Line(clean(&line))).is_err() {
+                            return;
                         }
+                        line.clear();
                     }
                 }
+                let mut cued = typist.feed(bytes);
+                while cued {
+                    if !line.is_empty() {
+                        if tx.send(Event::Line(clean(&line))).is_err() {
+                            return;
+                        }
+                        line.clear();
+                    }
+                    let Some((label, at)) = typist.type_next() else { break };
+                    if tx.send(Event::Typed(label, at)).is_err() {
+                        return;
+                    }
+                    cued = typist.feed(&[]);
+                }
+            }
+            if !line.is_empty() {
+                let _ = tx.send(Event::Line(clean(&line)));
             }
         });
     }
@@ -326,9 +502,9 @@ mod tests {
     fn reader(lines: &[&str]) -> ConsoleReader {
         let (tx, rx) = mpsc::channel();
         for l in lines {
-            tx.send(l.to_string()).unwrap();
+            tx.send(Event::Line(l.to_string())).unwrap();
         }
-        ConsoleReader { lines: rx, console: Vec::new(), echo: None }
+        ConsoleReader { events: rx, console: Vec::new(), typed: Vec::new(), echo: None }
     }
 
     #[test]
@@ -356,6 +532,108 @@ mod tests {
         );
         assert!(message[0].starts_with("lethe: FAILED at config: invalid config"));
         assert!(message[1].contains("mounts./persist.device"));
+    }
+
+    /// A console that hands out its output in the given pieces, one per read.
+    struct Pieces(std::collections::VecDeque<&'static [u8]>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(p) = self.0.pop_front() else { return Ok(0) };
+            buf[..p.len()].copy_from_slice(p);
+            Ok(p.len())
+        }
+    }
+
+    /// The keys typed, shared with the test.
+    #[derive(Clone, Default)]
+    struct Keys(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Keys {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn events(pieces: &[&'static [u8]], input: Vec<ConsoleInput>) -> (Vec<String>, String) {
+        let keys = Keys::default();
+        let typist = Typist::new(Some(keys.clone()), input, Instant::now());
+        let rx = read_console(Some(Pieces(pieces.iter().copied().collect())), typist);
+        let seen = rx
+            .iter()
+            .map(|e| match e {
+                Event::Line(l) => format!("line {l}"),
+                Event::Typed(label, _) => format!("typed {label}"),
+            })
+            .collect();
+        let typed = String::from_utf8(keys.0.lock().unwrap().clone()).unwrap();
+        (seen, typed)
+    }
+
+    #[test]
+    fn inputs_are_typed_in_turn_each_after_its_cue_in_the_output_that_follows_the_last() {
+        let prompt = "Please enter passphrase for disk cryptroot";
+        let (seen, typed) = events(
+            &[
+                b"[    1.0] lethe: devices ok\r\n",
+                b"Please enter pass",
+                b"phrase for disk cryptroot: ",
+                b"\r\nlethe: wrong passphrase for cryptroot\r\n",
+                b"Please enter passphrase for disk cryptroot: ",
+                b"\r\nlethe: wrong passphrase for cryptroot\r\n",
+                b"Please enter passphrase for disk cryptroot: ",
+                b"\r\nlethe: unlock ok\r\n",
+            ],
+            vec![
+                ConsoleInput::line("a wrong passphrase", prompt, "nope"),
+                // The prompt answered first is no cue for this one.
+                ConsoleInput::line("another wrong passphrase", prompt, "no"),
+                ConsoleInput::line("the passphrase", "wrong passphrase", "right"),
+            ],
+        );
+        assert_eq!(typed, "nope\nno\nright\n");
+        assert_eq!(
+            seen,
+            [
+                "line lethe: devices ok",
+                // The open prompt line is handed on when the input is typed.
+                "line Please enter passphrase for disk cryptroot: ",
+                "typed a wrong passphrase",
+                "line ",
+                "line lethe: wrong passphrase for cryptroot",
+                "line Please enter passphrase for disk cryptroot: ",
+                "typed another wrong passphrase",
+                "line ",
+                "line lethe: wrong passphrase for cryptroot",
+                "typed the passphrase",
+                "line Please enter passphrase for disk cryptroot: ",
+                "line lethe: unlock ok",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_input_whose_cue_never_shows_is_not_typed() {
+        let (seen, typed) = events(
+            &[b"Please enter passphrase for disk other: ", b"\r\nlethe: FAILED at unlock: no\r\n"],
+            vec![ConsoleInput::line("the passphrase", "for disk cryptroot", "right")],
+        );
+        assert_eq!(typed, "");
+        assert_eq!(
+            seen,
+            ["line Please enter passphrase for disk other: ", "line lethe: FAILED at unlock: no"]
+        );
+    }
+
+    #[test]
+    fn typed_text_is_not_in_the_debug_output() {
+        let i = ConsoleInput::line("the passphrase", "Please enter", "hunter2");
+        let d = format!("{i:?}");
+        assert!(!d.contains("hunter2") && d.contains("the passphrase") && d.contains("8 bytes"), "{d}");
     }
 
     #[test]
