@@ -119,6 +119,8 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
+    /// A block device node (/dev/mapper/cryptroot).
+    BlockDevice,
 }
 
 impl fmt::Display for Kind {
@@ -127,6 +129,7 @@ impl fmt::Display for Kind {
             Kind::Dir => "directory",
             Kind::File => "file",
             Kind::Symlink => "symlink",
+            Kind::BlockDevice => "block device",
         })
     }
 }

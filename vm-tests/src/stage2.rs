@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::expect::{
@@ -153,6 +153,8 @@ pub fn check_paths(expect: &[PathExpectation], root: &Path) -> Vec<String> {
             Some(Kind::File)
         } else if ft.is_symlink() {
             Some(Kind::Symlink)
+        } else if ft.is_block_device() {
+            Some(Kind::BlockDevice)
         } else {
             None
         };
@@ -305,6 +307,32 @@ mod tests {
         assert_eq!(f[1], "/: mounted as tmpfs, expected ext4");
         assert!(f[2].contains("expected a bind mount of /persist/etc/ssh (device 253:16"), "{}", f[2]);
         assert_eq!(f[3], "/var/log: not a mount point (expected a bind mount of /persist/var/log)");
+    }
+
+    #[test]
+    fn a_block_device_is_told_from_a_character_device_and_a_file() {
+        if !rustix::process::geteuid().is_root() {
+            // With CI=true a missing capability is a failure, not a skip.
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "needs root to mknod");
+            eprintln!("skipped: needs root to mknod");
+            return;
+        }
+        let root = tempdir("nodes");
+        fs::create_dir_all(root.join("dev/mapper")).unwrap();
+        let node = |name: &str, kind: rustix::fs::FileType| {
+            let dev = rustix::fs::makedev(7, 0);
+            rustix::fs::mknodat(rustix::fs::CWD, root.join(name), kind, rustix::fs::Mode::RUSR, dev).unwrap();
+        };
+        node("dev/mapper/cryptroot", rustix::fs::FileType::BlockDevice);
+        node("dev/mapper/control", rustix::fs::FileType::CharacterDevice);
+        fs::write(root.join("dev/mapper/file"), "").unwrap();
+        let block = |p: &str| PathExpectation::new(p, Kind::BlockDevice);
+        assert_eq!(check_paths(&[block("/dev/mapper/cryptroot")], &root), Vec::<String>::new());
+        let f = check_paths(&[block("/dev/mapper/control"), block("/dev/mapper/file")], &root);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f[0].starts_with("/dev/mapper/control: expected a block device, found a "), "{}", f[0]);
+        assert_eq!(f[1], "/dev/mapper/file: expected a block device, found a file");
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
