@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The main job: build lethe (static musl, release), show persist-bind on the
 # example config against a throwaway root (in a private mount namespace, so
-# nothing touches this machine's mounts), then boot a machine through
-# lethe's own stage 1 in QEMU twice (Debian's kernel, one BTRFS disk whose
-# @root is re-created from @blank on every boot: the vm-tests demo), showing
-# both consoles, the checks made on the disk afterwards and the timing table.
+# nothing touches this machine's mounts), then boot the laptop through
+# lethe's own stage 1 in QEMU (Debian's kernel; the vm-tests demo, scenario
+# btrfs-tmpfs-usbkey): a LUKS2 disk opened by a key file on a vfat USB
+# stick found by UUID, BTRFS subvolumes for /nix, /persist, /var/log and
+# /home, a fresh tmpfs root on every boot. Two boots with the stick, one
+# without (the passphrase typed on the serial console after the stick's
+# timeout), one with two wrong passphrases first; every console, how each
+# boot unlocked, the persisted state read back through cryptsetup and the
+# timing table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it mounts a throwaway root and makes disk images with exact owners)" >&2; exit 1; }
@@ -15,7 +20,7 @@ if [ -z "${LETHE_DEMO_NS:-}" ]; then
   cargo build --release --locked --target x86_64-unknown-linux-musl --workspace
   printf '\n\033[1m== 1. persist-bind on a throwaway root\033[0m\n'
   env LETHE_DEMO_NS=1 unshare -m --propagation private bash "$0" "$@"
-  printf '\n\033[1m== 2. booting lethe in QEMU: cargo run -p vm-tests --release -- demo\033[0m\n'
+  printf '\n\033[1m== 2. booting lethe in QEMU (btrfs-tmpfs-usbkey): cargo run -p vm-tests --release -- demo\033[0m\n'
   exec cargo run --locked -p vm-tests --release -- demo
 fi
 

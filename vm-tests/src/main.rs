@@ -36,7 +36,8 @@ enum Cmd {
     },
     /// Lists the scenarios.
     List,
-    /// Boots plain-tmpfs twice, showing both consoles and the stage-1 timing table.
+    /// Boots btrfs-tmpfs-usbkey (key file on a stick, then the passphrase),
+    /// showing every console and the stage-1 timing table.
     Demo,
     /// Boots plain-tmpfs several times and reports stage-1 time and initramfs size.
     Bench {
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::List => {
             for s in Scenario::ALL {
-                println!("{:<16} {}", s.name(), s.about());
+                println!("{:<18} {}", s.name(), s.about());
             }
             ExitCode::SUCCESS
         }
@@ -163,10 +164,18 @@ fn print_result(r: &ScenarioResult, shown: bool) {
     }
 }
 
+/// A boot's console, with what the harness typed where it typed it.
 fn print_console(label: &str, b: &Boot) {
     println!("  ---- {label}: serial console ({} lines) ----", b.console.len());
-    for l in &b.console {
+    let typed_after = |n: usize| {
+        for t in b.typed.iter().filter(|t| t.after_lines == n) {
+            println!("  [vm-tests typed {} at {:.1} s]", t.label, t.at.as_secs_f64());
+        }
+    };
+    typed_after(0);
+    for (n, l) in b.console.iter().enumerate() {
         println!("  | {l}");
+        typed_after(n + 1);
     }
 }
 
@@ -178,18 +187,20 @@ fn demo() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The erase-your-darlings machine: the root re-created from a blank
-    // snapshot on each boot, state persisted on its own subvolume.
-    let s = Scenario::BtrfsBlank;
+    // The laptop: LUKS2 opened by a key file on a USB stick (the passphrase
+    // when the stick is absent), a fresh tmpfs root on every boot, state
+    // persisted on BTRFS subvolumes.
+    let s = Scenario::BtrfsTmpfsUsbkey;
     println!("demo: {}: {}", s.name(), s.about());
     println!("kernel command line: {}", harness::CMDLINE);
     let r = s.run(&h, Some(""));
     println!("\n---- results ----");
     print_result(&r, true);
-    for ((label, _), rep) in r.boots.iter().zip(r.reports()) {
+    for ((label, boot), rep) in r.boots.iter().zip(r.reports()) {
         if let Some(rep) = rep {
             println!(
-                "  {label}: boot counter {}, ephemeral marker found: {}, machine-id found: {}, alice's file: {} line(s)",
+                "  {label}: {}; boot counter {}, ephemeral marker found: {}, machine-id found: {}, alice's file: {} line(s)",
+                vm_tests::btrfs_tmpfs_usbkey::describe_unlock(boot),
                 rep.boot.map_or("?".into(), |b| b.to_string()),
                 rep.ephemeral_marker_found,
                 rep.machine_id_found.as_deref().unwrap_or("?"),

@@ -29,10 +29,12 @@ pub enum Scenario {
     ZfsRollback,
     ZfsBlank,
     BtrfsBlank,
+    ZfsLuksBlank,
+    BtrfsTmpfsUsbkey,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::PlainTmpfs,
         Scenario::BadConfig,
         Scenario::MissingDevice,
@@ -40,6 +42,8 @@ impl Scenario {
         Scenario::ZfsRollback,
         Scenario::ZfsBlank,
         Scenario::BtrfsBlank,
+        Scenario::ZfsLuksBlank,
+        Scenario::BtrfsTmpfsUsbkey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +55,8 @@ impl Scenario {
             Scenario::ZfsRollback => "zfs-rollback",
             Scenario::ZfsBlank => "zfs-blank",
             Scenario::BtrfsBlank => "btrfs-blank",
+            Scenario::ZfsLuksBlank => "zfs-luks-blank",
+            Scenario::BtrfsTmpfsUsbkey => "btrfs-tmpfs-usbkey",
         }
     }
 
@@ -75,6 +81,12 @@ impl Scenario {
             Scenario::BtrfsBlank => {
                 "BTRFS @root re-created from @blank, old roots kept in @old_roots, @nix and @persist; boots twice, then checked on the host"
             }
+            Scenario::ZfsLuksBlank => {
+                "ZFS rpool inside LUKS2 (argon2id), the passphrase typed on the serial console; rolled back to @blank on each of two boots; read back through cryptsetup"
+            }
+            Scenario::BtrfsTmpfsUsbkey => {
+                "LUKS2 opened by a key file on a vfat stick (UUID=), BTRFS subvolumes, 2G tmpfs root; two boots with the stick, one typing the passphrase after its timeout, one with two wrong ones first"
+            }
         }
     }
 
@@ -94,6 +106,8 @@ impl Scenario {
             Scenario::ZfsRollback => crate::zfs::zfs_rollback(h, echo, &mut r),
             Scenario::ZfsBlank => crate::zfs::zfs_blank(h, echo, &mut r),
             Scenario::BtrfsBlank => crate::btrfs_blank::btrfs_blank(h, echo, &mut r),
+            Scenario::ZfsLuksBlank => crate::zfs_luks_blank::zfs_luks_blank(h, echo, &mut r),
+            Scenario::BtrfsTmpfsUsbkey => crate::btrfs_tmpfs_usbkey::btrfs_tmpfs_usbkey(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
