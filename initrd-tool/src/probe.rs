@@ -702,10 +702,10 @@ const ZFS_MIN_SIZE: u64 = 64 * 1024 * 1024;
 /// The four vdev labels: two at the start, two at the (256 KiB-aligned) end.
 fn zfs_label_offsets(size: Option<u64>) -> Vec<u64> {
     let mut v = vec![0, ZFS_LABEL_SIZE];
-    if let Some(end) = size.map(|s| s - s % ZFS_LABEL_SIZE) {
-        if let Some(l2) = end.checked_sub(2 * ZFS_LABEL_SIZE) {
-            v.extend([l2, l2 + ZFS_LABEL_SIZE]);
-        }
+    if let Some(end) = size.map(|s| s - s % ZFS_LABEL_SIZE)
+        && let Some(l2) = end.checked_sub(2 * ZFS_LABEL_SIZE)
+    {
+        v.extend([l2, l2 + ZFS_LABEL_SIZE]);
     }
     v
 }
@@ -928,10 +928,10 @@ fn gpt(src: &mut (impl Source + ?Sized), ss: u64) -> io::Result<Option<Partition
         None => None,
     };
     let mut found = gpt_header(src, ss, 1, last_lba)?;
-    if found.is_none() {
-        if let Some(last) = last_lba {
-            found = gpt_header(src, ss, last, last_lba)?;
-        }
+    if found.is_none()
+        && let Some(last) = last_lba
+    {
+        found = gpt_header(src, ss, last, last_lba)?;
     }
     let Some((hdr, entries)) = found else { return Ok(None) };
     let partitions = entries

@@ -67,11 +67,12 @@ fn signature(page: &[u8]) -> Option<&'static str> {
 pub fn resume_device(cmdline: &str) -> Option<PathBuf> {
     if let Ok(s) = std::fs::read_to_string("/sys/power/resume") {
         let s = s.trim();
-        if !s.is_empty() && s != "0:0" {
-            if let Some(node) = device_node(s, Path::new("/sys"), Path::new("/dev")) {
-                return Some(node);
-            }
-            // No node for it here: what the command line names is looked at instead.
+        // Without a node for it here, what the command line names is looked at instead.
+        if !s.is_empty()
+            && s != "0:0"
+            && let Some(node) = device_node(s, Path::new("/sys"), Path::new("/dev"))
+        {
+            return Some(node);
         }
     }
     let spec = cmdline.split_ascii_whitespace().filter_map(|w| w.strip_prefix("resume=")).next_back()?;

@@ -138,7 +138,7 @@ mod tests {
             for e in std::fs::read_dir(base.join(&d)).unwrap() {
                 let e = e.unwrap();
                 let n: usize = e.file_name().to_str().unwrap()[1..].parse().unwrap();
-                let size = (n * 37) % 4096 + if n % 10 == 0 { 4096 } else { 0 };
+                let size = (n * 37) % 4096 + if n.is_multiple_of(10) { 4096 } else { 0 };
                 assert_eq!(e.metadata().unwrap().len() as usize, size);
                 names.push(n);
             }
