@@ -319,12 +319,19 @@ impl Config {
             None => None,
         };
         let pools = self.pools.as_ref().is_some_and(|p| !p.zfs.is_empty()).then_some("zfs");
+        // Key files on removable devices: USB sticks are vfat (others go in modules.load).
+        let sticks = self
+            .luks
+            .iter()
+            .flat_map(|l| l.devices.values())
+            .any(|d| d.key_file.as_ref().is_some_and(|k| k.device.is_some()))
+            .then_some("vfat");
         let mut v: Vec<String> = self
             .root
             .iter()
             .map(|r| r.fs_type.clone())
             .chain(self.mounts.values().map(|m| m.fs_type.clone()))
-            .chain(rollback.into_iter().chain(pools).map(str::to_owned))
+            .chain(rollback.into_iter().chain(pools).chain(sticks).map(str::to_owned))
             .collect();
         v.sort();
         v.dedup();

@@ -19,6 +19,11 @@ use crate::log::{self, Timings};
 use crate::{devices, kmod};
 use crate::{mountopts, switch_root};
 
+/// Whether the config opens LUKS devices.
+fn has_luks(cfg: &Config) -> bool {
+    cfg.luks.as_ref().is_some_and(|l| !l.devices.is_empty())
+}
+
 /// Where the new root is assembled.
 pub const SYSROOT: &str = "/sysroot";
 /// Where the step timings are left for stage 2.
@@ -103,6 +108,10 @@ struct Boot {
     /// A hibernation image still waits on this device after the resume
     /// step: the root is not touched this boot.
     hibernation: Option<(PathBuf, &'static str)>,
+    /// The resume device was not there before the unlock: look again after it (swap on LUKS).
+    resume_deferred: bool,
+    /// Opens the LUKS devices; kept across retries so passphrases that worked are reused.
+    unlocker: Option<crate::unlock::Unlocker>,
     timings: Timings,
 }
 
@@ -123,6 +132,8 @@ pub fn main() -> ExitCode {
         config_bytes: Vec::new(),
         devices: Vec::new(),
         hibernation: None,
+        resume_deferred: false,
+        unlocker: None,
         timings: Timings::start(),
     };
     let started = Instant::now();
@@ -174,8 +185,7 @@ impl Boot {
             Step::Modules => self.modules(),
             Step::Devices => self.find_devices(),
             Step::Resume => self.resume(),
-            // The config refuses a luks section until unlocking exists.
-            Step::Unlock => Ok(()),
+            Step::Unlock => self.unlock(),
             Step::Import => self.import(),
             Step::Rollback => self.rollback(),
             Step::MountRoot => self.mount_root(),
@@ -221,13 +231,19 @@ impl Boot {
     /// the devices under /sys ask for (coldplug).
     fn modules(&mut self) -> StepResult {
         let cfg = self.config()?;
-        let (names, coldplug) = (cfg.modules.load.clone(), cfg.modules.coldplug);
-        if names.is_empty() && !coldplug {
+        let (mut names, coldplug) = (cfg.modules.load.clone(), cfg.modules.coldplug);
+        let luks = has_luks(cfg);
+        if names.is_empty() && !coldplug && !luks {
             return Ok(());
         }
         let index = kmod::ModuleIndex::load_running().map_err(|e| {
             Failure::new(format!("kernel modules: {e}"), "rebuild the initramfs for this kernel")
         })?;
+        if luks {
+            names.extend(
+                crate::unlock::KERNEL_MODULES.iter().filter(|m| index.has_module(m)).map(|m| m.to_string()),
+            );
+        }
         let mut report = kmod::LoadReport::default();
         kmod::load(&index, &names, &mut report).map_err(|e| {
             Failure::new(
@@ -252,6 +268,15 @@ impl Boot {
     /// Waits for every device the root and the mounts name, all at once,
     /// each up to its own timeout.
     fn find_devices(&mut self) -> StepResult {
+        // Behind LUKS, the devices appear only when unlocked: the unlock step waits for the
+        // LUKS devices itself and then for these.
+        if has_luks(self.config()?) {
+            return Ok(());
+        }
+        self.wait_for_devices()
+    }
+
+    fn wait_for_devices(&mut self) -> StepResult {
         let cfg = self.config()?;
         let mut wanted: Vec<devices::Wanted> = Vec::new();
         let root = cfg.root.iter().filter_map(|r| {
@@ -304,6 +329,11 @@ impl Boot {
         // The resume device is usually swap, wanted by nothing else: a short wait.
         let wanted = [devices::Wanted { spec: spec.clone(), timeout: Duration::from_secs(2) }];
         let Some(Ok(found)) = devices::wait_for(&wanted, &devices::Roots::system()).pop() else {
+            if has_luks(self.config()?) && !self.resume_deferred {
+                log::debug(&format!("resume={r}: not there (yet); looking again after the unlock"));
+                self.resume_deferred = true;
+                return Ok(());
+            }
             log::warn(&format!("resume={r}: no such device; not resuming"));
             return Ok(());
         };
@@ -337,6 +367,36 @@ impl Boot {
             }
             Ok(None) => log::debug(&format!("{}: no hibernation image", found.path.display())),
             Err(e) => log::warn(&format!("resume={r}: cannot read {}: {e}", found.path.display())),
+        }
+        Ok(())
+    }
+
+    /// Opens the LUKS devices (key file, passphrase, ask-password), then waits for the devices
+    /// the root and the mounts name, which may be behind them; resumes from a hibernation image
+    /// on a device that only now appeared.
+    fn unlock(&mut self) -> StepResult {
+        let cfg = self.config()?;
+        let Some(luks) = cfg.luks.as_ref().filter(|l| !l.devices.is_empty()) else { return Ok(()) };
+        let plan = crate::unlock::plan(luks, &[])
+            .map_err(|e| Failure::new(e.to_string(), "fix luks.devices in the configuration"))?;
+        if self.cmdline.dry_run {
+            for p in &plan {
+                log::info(&format!("dry run: {}: {p}", p.name));
+            }
+        }
+        let unlocker =
+            self.unlocker.get_or_insert_with(|| crate::unlock::Unlocker::new(crate::unlock::Env::system()));
+        let failures: Vec<String> =
+            unlocker.run(&plan).into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+        if !failures.is_empty() {
+            return Err(Failure::new(
+                failures.join("\n"),
+                "retry (plug in the key, or type the passphrase again), or fix luks.devices in the configuration",
+            ));
+        }
+        self.wait_for_devices()?;
+        if self.resume_deferred {
+            self.resume()?;
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ applets:
   init            stage 1 as PID 1 of an initramfs (also run as /init)
   persist-bind    bind-mount persisted state beneath a root
   rollback        reset the root: ZFS rollback, BTRFS from a blank snapshot, tmpfs
+  unlock          open the config's LUKS devices (key file, passphrase, ask-password)
+  luks            dump a LUKS header, test a key, recover a volume key, close a mapping
   modprobe        load a kernel module by name or alias (the kernel's request_module helper)
   check-config    validate a lethe config file (exit 2 with JSON-path errors)
   mkinitrd        build an initramfs around this binary";
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         Some("init") => initrd_tool::init::main(),
         Some("persist-bind") => persist_bind::cli::main(args),
         Some("rollback") => rollback::cli::main(args),
+        Some("unlock") => initrd_tool::unlock::cli::unlock_main(args),
+        Some("luks") => initrd_tool::unlock::cli::luks_main(args),
         Some("modprobe") => initrd_tool::modprobe::main(args),
         Some("check-config") => check_config(&args[1..]),
         Some("mkinitrd") => initrd_tool::mkinitrd::main(args),

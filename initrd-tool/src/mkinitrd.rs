@@ -23,7 +23,7 @@ use crate::kmod::{self, KmodError, ModuleIndex, ModulePath};
 /// Where the binary goes; /init and the applet links point at it.
 const BINARY: &str = "bin/initrd-tool";
 /// Links to the binary besides /init (argv[0] picks the applet).
-const APPLET_LINKS: [&str; 2] = ["bin/persist-bind", "bin/rollback"];
+const APPLET_LINKS: [&str; 4] = ["bin/persist-bind", "bin/rollback", "bin/unlock", "bin/luks"];
 /// Where the kernel runs modprobe from (`/proc/sys/kernel/modprobe`'s default).
 const MODPROBE: &str = "sbin/modprobe";
 /// Mount points and scratch directories stage 1 uses, with their modes.
@@ -324,6 +324,12 @@ fn wanted_modules(
             }
             wanted.extend(mods);
         }
+    }
+    if let Some(c) = config
+        && c.luks.as_ref().is_some_and(|l| !l.devices.is_empty())
+    {
+        let luks = crate::unlock::KERNEL_MODULES.iter().filter(|m| index.has_module(m));
+        wanted.extend(luks.map(|m| m.to_string()));
     }
     wanted.extend(opts.add_modules.iter().cloned());
     if opts.host_modaliases {
