@@ -119,7 +119,8 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
-    /// A block device node (/dev/mapper/cryptroot).
+    /// A block device node, or a symlink to one (/dev/mapper/cryptroot,
+    /// which udev makes a link to ../dm-0).
     BlockDevice,
 }
 

@@ -139,7 +139,10 @@ pub fn check_paths(expect: &[PathExpectation], root: &Path) -> Vec<String> {
     let mut failures = Vec::new();
     for e in expect {
         let p = beneath(root, &e.path);
-        let md = match fs::symlink_metadata(&p) {
+        // A block device may be named by a symlink to its node (udev's
+        // /dev/mapper/NAME -> ../dm-0): it is checked where it leads.
+        let stat = if e.kind == Kind::BlockDevice { fs::metadata } else { fs::symlink_metadata };
+        let md = match stat(&p) {
             Ok(md) => md,
             Err(err) => {
                 failures.push(format!("{}: expected a {}, {err}", e.path, e.kind));
@@ -310,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn a_block_device_is_told_from_a_character_device_and_a_file() {
+    fn a_block_device_or_a_link_to_one_is_told_from_a_character_device_and_a_file() {
         if !rustix::process::geteuid().is_root() {
             // With CI=true a missing capability is a failure, not a skip.
             assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "needs root to mknod");
@@ -324,14 +327,32 @@ mod tests {
             rustix::fs::mknodat(rustix::fs::CWD, root.join(name), kind, rustix::fs::Mode::RUSR, dev).unwrap();
         };
         node("dev/mapper/cryptroot", rustix::fs::FileType::BlockDevice);
+        node("dev/dm-1", rustix::fs::FileType::BlockDevice);
         node("dev/mapper/control", rustix::fs::FileType::CharacterDevice);
         fs::write(root.join("dev/mapper/file"), "").unwrap();
+        // As udev names a mapping: a relative link to the node.
+        std::os::unix::fs::symlink("../dm-1", root.join("dev/mapper/home")).unwrap();
+        std::os::unix::fs::symlink("file", root.join("dev/mapper/to-file")).unwrap();
+        std::os::unix::fs::symlink("../dm-9", root.join("dev/mapper/dangling")).unwrap();
         let block = |p: &str| PathExpectation::new(p, Kind::BlockDevice);
-        assert_eq!(check_paths(&[block("/dev/mapper/cryptroot")], &root), Vec::<String>::new());
-        let f = check_paths(&[block("/dev/mapper/control"), block("/dev/mapper/file")], &root);
-        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(
+            check_paths(&[block("/dev/mapper/cryptroot"), block("/dev/mapper/home")], &root),
+            Vec::<String>::new()
+        );
+        let f = check_paths(
+            &[
+                block("/dev/mapper/control"),
+                block("/dev/mapper/file"),
+                block("/dev/mapper/to-file"),
+                block("/dev/mapper/dangling"),
+            ],
+            &root,
+        );
+        assert_eq!(f.len(), 4, "{f:#?}");
         assert!(f[0].starts_with("/dev/mapper/control: expected a block device, found a "), "{}", f[0]);
         assert_eq!(f[1], "/dev/mapper/file: expected a block device, found a file");
+        assert_eq!(f[2], "/dev/mapper/to-file: expected a block device, found a file");
+        assert!(f[3].starts_with("/dev/mapper/dangling: expected a block device, "), "{}", f[3]);
         fs::remove_dir_all(&root).unwrap();
     }
 
