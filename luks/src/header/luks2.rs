@@ -42,7 +42,7 @@ pub enum CopyError {
     Checksum { offset: u64, alg: String },
     #[error("at offset {offset}: JSON metadata: {error}")]
     Json { offset: u64, error: JsonError },
-    #[error("none at any offset from 16 KiB to 4 MiB where a secondary header may lie")]
+    #[error("not found at any offset from 16 KiB to 4 MiB where it may lie")]
     NotFound,
 }
 

@@ -86,3 +86,43 @@ pub fn read_path(path: &Path) -> Result<Header, ReadPathError> {
         f.seek(SeekFrom::End(0)).map_err(|source| ReadPathError::Size { path: path.to_owned(), source })?;
     read(&mut f, size).map_err(|source| ReadPathError::Header { path: path.to_owned(), source })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    #[test]
+    fn the_version_after_the_magic_picks_the_parser() {
+        let mut dev = luks1::tests::phdr();
+        dev.resize(4 << 20, 0);
+        assert!(read(&mut Cursor::new(dev.clone()), 4 << 20).is_ok());
+        dev[7] = 3;
+        assert!(matches!(
+            read(&mut Cursor::new(dev.clone()), 4 << 20),
+            Err(HeaderError::UnsupportedVersion { version: 3 })
+        ));
+        // Version 2 with a LUKS1 body is no valid LUKS2 primary, and nothing else is there.
+        dev[7] = 2;
+        let e = read(&mut Cursor::new(dev), 4 << 20).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "LUKS2 header: no valid header copy: primary at offset 0: the header says it lies at"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_path_names_the_path() {
+        let e = read_path(Path::new("/nonexistent/lethe-luks")).unwrap_err();
+        assert!(matches!(e, ReadPathError::Open { .. }));
+        assert!(e.to_string().starts_with("/nonexistent/lethe-luks: cannot open read-only: "), "{e}");
+        let e = read_path(Path::new("/dev/null")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/dev/null: no LUKS header: no LUKS magic at offset 0 and no LUKS2 secondary header at any known offset"
+        );
+    }
+}
