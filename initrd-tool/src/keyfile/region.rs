@@ -90,10 +90,8 @@ pub fn read_region_stream(
         Some(size) => size,
         None => MAX,
     };
-    let mut key = Secret::zeroed(to_usize(capacity));
-    let got = fill(reader, key.as_mut_bytes()).map_err(io_err)?;
-    key.truncate(got);
-    let got = u64::try_from(got).unwrap_or(u64::MAX);
+    let key = fill_growing(reader, to_usize(capacity)).map_err(io_err)?;
+    let got = u64::try_from(key.len()).unwrap_or(u64::MAX);
     match region.size {
         Some(size) if got < size => return Err(short(region, size, to_usize(got), what)),
         None if got == MAX => {
@@ -107,6 +105,29 @@ pub fn read_region_stream(
     if key.is_empty() {
         return Err(RegionError::Empty { path: what.to_owned(), offset: region.offset });
     }
+    Ok(key)
+}
+
+/// Reads up to `capacity` bytes of unknown length into a secret that starts small and doubles
+/// (each outgrown one wiped as it is dropped), so a short key from a pipe does not lock 8 MiB.
+fn fill_growing(reader: &mut impl Read, capacity: usize) -> io::Result<Secret> {
+    let mut key = Secret::zeroed(capacity.min(4096));
+    let mut got = 0;
+    loop {
+        got += match key.as_mut_bytes().get_mut(got..) {
+            Some(rest) => fill(reader, rest)?,
+            None => 0,
+        };
+        if got < key.len() || key.len() >= capacity {
+            break;
+        }
+        let mut bigger = Secret::zeroed(capacity.min(key.len().saturating_mul(2)));
+        if let (Some(to), Some(from)) = (bigger.as_mut_bytes().get_mut(..got), key.as_bytes().get(..got)) {
+            to.copy_from_slice(from);
+        }
+        key = bigger;
+    }
+    key.truncate(got);
     Ok(key)
 }
 
