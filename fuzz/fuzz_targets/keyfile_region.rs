@@ -70,13 +70,18 @@ fuzz_target!(|data: &[u8]| {
     let stream = read_region_stream(&mut Pipe { data: file, chunk }, region, what);
     for (how, got) in [("seekable", &seek), ("streamed", &stream)] {
         match (got, &want) {
-            (Ok(key), Ok(bytes)) => assert_eq!(key.as_bytes(), *bytes, "{how} read other bytes for {region:?}"),
+            (Ok(key), Ok(bytes)) => {
+                assert_eq!(key.as_bytes(), *bytes, "{how} read other bytes for {region:?}")
+            }
             (Err(e), Err(variant)) => {
                 assert_eq!(name(e), *variant, "{how}: {e}");
                 // Errors name the file and never carry key bytes (only numbers and the path).
                 assert!(e.to_string().starts_with("key file /fuzz.key"), "{how}: {e}");
             }
-            (got, want) => panic!("{how} read {:?}, the rules say {want:?} for {region:?}", got.as_ref().map(|k| k.len())),
+            (got, want) => panic!(
+                "{how} read {:?}, the rules say {want:?} for {region:?}",
+                got.as_ref().map(|k| k.len())
+            ),
         }
     }
 });
