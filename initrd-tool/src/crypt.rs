@@ -199,6 +199,10 @@ pub enum CryptError {
         "{name}: the kernel has no dm-crypt target ({source}): load the dm_crypt module and the crypto modules {cipher} needs"
     )]
     NoCryptTarget { name: String, cipher: String, source: DmError },
+    #[error(
+        "{name}: the kernel cannot make the cipher {cipher} ({source}): load the crypto modules it needs (for xts: xts and ecb; for essiv: essiv)"
+    )]
+    CipherUnavailable { name: String, cipher: String, source: DmError },
     #[error(transparent)]
     Dm(#[from] DmError),
     #[error("{name}: {}: {source}", path.display())]
@@ -553,8 +557,9 @@ fn load(
                     }
                     match loaded {
                         Ok(()) => return Ok(true),
-                        Err(e) => notes
+                        Err(e) if keyring_refusal(&e) => notes
                             .push(format!("dm-crypt refused the keyring key ({e}): the key is in the table")),
+                        Err(e) => return Err(no_target(ctl, name, table, e)),
                     }
                 }
             }
@@ -564,13 +569,36 @@ fn load(
     Ok(false)
 }
 
-/// A failed table load, explained when the kernel simply has no crypt target.
+/// A failed table load, explained when the kernel simply has no crypt target (EINVAL, "unknown
+/// target type") or cannot make the cipher (ENOENT from the crypto API).
 fn no_target(ctl: &Control, name: &str, table: &CryptTable, e: DmError) -> CryptError {
-    let has_crypt = ctl.target_versions().map(|v| v.iter().any(|t| t.name == "crypt")).unwrap_or(true);
-    if e.errno() == Some(Errno::INVAL) && !has_crypt {
-        return CryptError::NoCryptTarget { name: name.to_owned(), cipher: table.cipher.clone(), source: e };
+    let (name, cipher) = (name.to_owned(), table.cipher.clone());
+    match e.errno() {
+        Some(Errno::NOENT) => CryptError::CipherUnavailable { name, cipher, source: e },
+        Some(Errno::INVAL)
+            if !ctl.target_versions().map(|v| v.iter().any(|t| t.name == "crypt")).unwrap_or(true) =>
+        {
+            CryptError::NoCryptTarget { name, cipher, source: e }
+        }
+        _ => CryptError::Dm(e),
     }
-    CryptError::Dm(e)
+}
+
+/// Whether a table load that named a keyring key failed because of the key, so that the hex
+/// key may still work: dm-crypt answers EINVAL for a key reference it cannot parse (a kernel
+/// without keyring keys reads it as a bad hex key) or a size mismatch, and the keyring's
+/// errors when the lookup fails. A missing cipher or a busy device would fail again.
+fn keyring_refusal(e: &DmError) -> bool {
+    const REFUSALS: [Errno; 7] = [
+        Errno::INVAL,
+        Errno::NOKEY,
+        Errno::KEYEXPIRED,
+        Errno::KEYREVOKED,
+        Errno::KEYREJECTED,
+        Errno::ACCESS,
+        Errno::PERM,
+    ];
+    e.errno().is_some_and(|n| REFUSALS.contains(&n))
 }
 
 /// The device of `req` as the kernel sees it.
@@ -1030,6 +1058,18 @@ mod tests {
         assert_eq!(parse_crypt_params(&Secret::from_slice(b"aes - 0")), None);
         assert_eq!(parse_crypt_params(&Secret::from_slice(b"aes - 0 8:1 0 2 only_one")), None);
         assert_eq!(parse_crypt_params(&Secret::from_slice(b"aes - 0 8:1 0 1 one extra")), None);
+    }
+
+    #[test]
+    fn only_a_refused_key_falls_back_to_the_hex_key() {
+        let e = |errno| DmError::Ioctl { cmd: "DM_TABLE_LOAD", name: "c".into(), errno };
+        for refused in [Errno::INVAL, Errno::NOKEY, Errno::KEYREVOKED, Errno::PERM] {
+            assert!(keyring_refusal(&e(refused)), "{refused:?}");
+        }
+        // A missing cipher (ENOENT), a busy or vanished device would fail the same way again.
+        for other in [Errno::NOENT, Errno::BUSY, Errno::NXIO, Errno::NODEV] {
+            assert!(!keyring_refusal(&e(other)), "{other:?}");
+        }
     }
 
     #[test]
