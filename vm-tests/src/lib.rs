@@ -9,6 +9,7 @@ pub mod bench_rollback;
 pub mod btrfs_blank;
 pub mod btrfs_tmpfs_usbkey;
 pub mod debian;
+pub mod dm_crypt;
 pub mod error;
 pub mod expect;
 pub mod guest;

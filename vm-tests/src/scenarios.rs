@@ -31,10 +31,11 @@ pub enum Scenario {
     BtrfsBlank,
     ZfsLuksBlank,
     BtrfsTmpfsUsbkey,
+    DmCrypt,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::PlainTmpfs,
         Scenario::BadConfig,
         Scenario::MissingDevice,
@@ -44,6 +45,7 @@ impl Scenario {
         Scenario::BtrfsBlank,
         Scenario::ZfsLuksBlank,
         Scenario::BtrfsTmpfsUsbkey,
+        Scenario::DmCrypt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Scenario {
             Scenario::BtrfsBlank => "btrfs-blank",
             Scenario::ZfsLuksBlank => "zfs-luks-blank",
             Scenario::BtrfsTmpfsUsbkey => "btrfs-tmpfs-usbkey",
+            Scenario::DmCrypt => "dm-crypt",
         }
     }
 
@@ -87,6 +90,9 @@ impl Scenario {
             Scenario::BtrfsTmpfsUsbkey => {
                 "LUKS2 opened by a key file on a vfat stick (UUID=), BTRFS subvolumes, 2G tmpfs root; two boots with the stick, one typing the passphrase after its timeout, one with two wrong ones first"
             }
+            Scenario::DmCrypt => {
+                "lethe's dm-crypt activation against cryptsetup's in a busybox guest: LUKS2, 4K sectors with every flag, LUKS1 essiv, detached header; keyring, udev entry, read-only, close"
+            }
         }
     }
 
@@ -108,6 +114,7 @@ impl Scenario {
             Scenario::BtrfsBlank => crate::btrfs_blank::btrfs_blank(h, echo, &mut r),
             Scenario::ZfsLuksBlank => crate::zfs_luks_blank::zfs_luks_blank(h, echo, &mut r),
             Scenario::BtrfsTmpfsUsbkey => crate::btrfs_tmpfs_usbkey::btrfs_tmpfs_usbkey(h, echo, &mut r),
+            Scenario::DmCrypt => crate::dm_crypt::dm_crypt(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
