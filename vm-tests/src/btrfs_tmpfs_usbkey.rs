@@ -260,20 +260,25 @@ fn check_key_file_wait(r: &mut ScenarioResult, b: &LetheBoot, boot: &Boot) {
     }
 }
 
-/// The figures the demo shows for one boot: how cryptroot was opened and
-/// how long the unlock step took.
+/// What the demo says of one boot: how stage 1 says it opened cryptroot,
+/// what was typed, and how long the unlock step took.
 pub fn describe_unlock(boot: &Boot) -> String {
-    let how = match boot.typed.len() {
-        0 => "key file on the stick".to_owned(),
-        n => {
-            format!("passphrase typed after {} prompt(s) ({n} typed)", boot.console_count(luks_disk::PROMPT))
-        }
+    let opened = format!("{MAPPING}: opened by ");
+    let how = boot
+        .console
+        .iter()
+        .find_map(|l| l.split_once(&opened).map(|(_, how)| format!("opened by {how}")))
+        .unwrap_or_else(|| "not opened".into());
+    let typed = match boot.typed.len() {
+        0 => String::new(),
+        1 => ", 1 passphrase typed".into(),
+        n => format!(", {n} passphrases typed ({} wrong)", n - 1),
     };
     let ms = match &boot.outcome {
         Outcome::Stage2(rep) => luks_disk::unlock_ms(rep).map_or("?".into(), |ms| format!("{ms:.0} ms")),
         _ => "?".into(),
     };
-    format!("{how}, unlock step {ms}")
+    format!("{how}{typed}, unlock step {ms}")
 }
 
 #[cfg(test)]
