@@ -8,6 +8,9 @@ use crate::secret::Secret;
 
 /// Bytes in the sectors the split material is stored and encrypted in.
 pub const SECTOR_SIZE: usize = 512;
+/// The stripes every keyslot is split into. cryptsetup reads and merges exactly this many
+/// (`LUKS_STRIPES`) whatever a LUKS2 keyslot's `af.stripes` says, and LUKS1 requires it.
+pub const STRIPES: u32 = 4000;
 
 /// Why split material could not be merged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -128,6 +128,8 @@ pub enum Priority {
 /// The anti-forensic splitter's parameters.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AfParams {
+    /// As the header says (dumps show it); unlock always merges [`crate::af::STRIPES`], as
+    /// cryptsetup does.
     pub stripes: u32,
     pub hash: HashAlg,
 }

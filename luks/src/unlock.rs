@@ -62,6 +62,8 @@ pub enum UnlockError {
     UnsupportedHash { keyslot: u32, hash: String, role: HashRole },
     #[error("keyslot {keyslot}: unsupported key derivation function {name:?}")]
     UnsupportedKdf { keyslot: u32, name: String },
+    #[error("keyslot {keyslot}: a key derivation salt of {len} bytes, not {}", digest::SALT_LEN)]
+    Salt { keyslot: u32, len: usize },
     #[error("keyslot {keyslot}: key derivation: {source}")]
     Kdf { keyslot: u32, source: KdfError },
     #[error("keyslot {keyslot}: {source}")]
@@ -229,12 +231,16 @@ fn try_keyslot(
     if ks.af.hash.output_len().is_none() {
         return Err(unsupported_hash(ks.af.hash.name(), HashRole::AntiForensic));
     }
-    match &ks.kdf {
+    let salt = match &ks.kdf {
         Kdf::Pbkdf2 { hash, .. } if hash.output_len().is_none() => {
             return Err(unsupported_hash(hash.name(), HashRole::Pbkdf2));
         }
         Kdf::Unsupported { name } => return Err(UnlockError::UnsupportedKdf { keyslot, name: name.clone() }),
-        _ => {}
+        Kdf::Pbkdf2 { salt, .. } | Kdf::Argon2i { salt, .. } | Kdf::Argon2id { salt, .. } => salt,
+    };
+    // cryptsetup refuses any other salt length before deriving anything.
+    if salt.len() != digest::SALT_LEN {
+        return Err(UnlockError::Salt { keyslot, len: salt.len() });
     }
     // Bound digests first: they are the ones that can activate.
     let mut digests: Vec<&Digest> = digests_of(header, keyslot).collect();
@@ -242,10 +248,21 @@ fn try_keyslot(
     if digests.is_empty() {
         return Err(UnlockError::NoDigest { keyslot });
     }
-    if let Some(d) = digests.iter().find(|d| d.hash.output_len().is_none()) {
-        return Err(unsupported_hash(d.hash.name(), HashRole::Digest));
+    let digest_error = |e| match e {
+        DigestError::UnsupportedHash { source, .. } => unsupported_hash(&source.name, HashRole::Digest),
+        source => UnlockError::Digest { keyslot, source },
+    };
+    for d in &digests {
+        digest::check(d).map_err(digest_error)?;
     }
 
+    if ks.af.stripes != af::STRIPES {
+        log::debug!(
+            "keyslot {keyslot}: the header says {} anti-forensic stripes; {} are merged, as cryptsetup does",
+            ks.af.stripes,
+            af::STRIPES
+        );
+    }
     let material = read_material(dev, ks)?;
     let area_key = kdf::derive(&ks.kdf, secret, ks.area.key_size).map_err(|e| match e {
         KdfError::UnsupportedHash(h) => unsupported_hash(&h.name, HashRole::Pbkdf2),
@@ -259,17 +276,14 @@ fn try_keyslot(
     })?;
     drop(area_key);
     let candidate =
-        af::merge(material.as_bytes(), ks.key_size, ks.af.stripes, &ks.af.hash).map_err(|e| match e {
+        af::merge(material.as_bytes(), ks.key_size, af::STRIPES, &ks.af.hash).map_err(|e| match e {
             AfError::UnsupportedHash(h) => unsupported_hash(&h.name, HashRole::AntiForensic),
             source => UnlockError::Af { keyslot, source },
         })?;
     drop(material);
 
     for d in digests {
-        let ok = digest::verify(d, candidate.as_bytes()).map_err(|e| match e {
-            DigestError::UnsupportedHash { source, .. } => unsupported_hash(&source.name, HashRole::Digest),
-            source => UnlockError::Digest { keyslot, source },
-        })?;
+        let ok = digest::verify(d, candidate.as_bytes()).map_err(digest_error)?;
         if ok {
             let segment = segment_of(header, d)?;
             return Ok(Some(Opened { volume_key: candidate, digest: d.id, segment }));
@@ -278,12 +292,12 @@ fn try_keyslot(
     Ok(None)
 }
 
-/// Reads the keyslot's split key material (stripes × key size, in whole sectors) from its
+/// Reads the keyslot's split key material (4000 stripes × key size, in whole sectors) from its
 /// area into a secret buffer.
 fn read_material(dev: &mut (impl Read + Seek), ks: &Keyslot) -> Result<Secret, UnlockError> {
     let keyslot = ks.id;
-    let geometry = AfError::BadGeometry { stripes: ks.af.stripes, key_size: ks.key_size };
-    let len = af::split_len(ks.key_size, ks.af.stripes)
+    let geometry = AfError::BadGeometry { stripes: af::STRIPES, key_size: ks.key_size };
+    let len = af::split_len(ks.key_size, af::STRIPES)
         .filter(|l| *l > 0)
         .ok_or(UnlockError::Af { keyslot, source: geometry })?;
     let needed = u64::try_from(len).unwrap_or(u64::MAX);
@@ -312,10 +326,10 @@ mod tests {
     use crate::model::{AfParams, Area, CipherSpec, HashAlg, HeaderCopy, SegmentKind, SegmentSize, Version};
 
     const VOLUME_KEY: [u8; 32] = [0x5a; 32];
-    const STRIPES: u32 = 4;
 
     /// A LUKS2-shaped header built in memory, with keyslots made the way cryptsetup makes
-    /// them (PBKDF2 → area key, AF split, aes-xts-plain64 in 512-byte sectors), cheaply.
+    /// them (PBKDF2 → area key, AF split in 4000 stripes, aes-xts-plain64 in 512-byte
+    /// sectors), cheaply.
     struct Fixture {
         header: Header,
         image: Vec<u8>,
@@ -363,13 +377,27 @@ mod tests {
 
         /// Adds keyslot `id` opened by `passphrase`, storing `key`, listed by digest `digest`.
         fn keyslot(&mut self, id: u32, priority: Priority, passphrase: &[u8], key: &[u8], digest: u32) {
+            self.keyslot_split(id, priority, passphrase, key, digest, af::STRIPES);
+        }
+
+        /// `keyslot` with the key split into `stripes` stripes (the header says so too); the
+        /// area is as large as cryptsetup's 4000 stripes need, zeros after the material.
+        fn keyslot_split(
+            &mut self,
+            id: u32,
+            priority: Priority,
+            passphrase: &[u8],
+            key: &[u8],
+            digest: u32,
+            stripes: u32,
+        ) {
             let salt = vec![id as u8; 32];
             let kdf = Kdf::Pbkdf2 { hash: HashAlg::Sha256, iterations: 1, salt };
             let area_key = kdf::derive(&kdf, passphrase, 64).unwrap();
             let random: Vec<u8> =
-                (0..key.len() * STRIPES as usize).map(|i| (i * 31 + id as usize) as u8).collect();
-            let mut material = split(key, &random, STRIPES, &HashAlg::Sha1);
-            material.resize(af::split_len(key.len(), STRIPES).unwrap(), 0);
+                (0..key.len() * stripes as usize).map(|i| (i * 31 + id as usize) as u8).collect();
+            let mut material = split(key, &random, stripes, &HashAlg::Sha1);
+            material.resize(af::split_len(key.len(), stripes.max(af::STRIPES)).unwrap(), 0);
             let (k1, k2) = area_key.as_bytes().split_at(32);
             let xts = Xts128::new(Aes256::new_from_slice(k1).unwrap(), Aes256::new_from_slice(k2).unwrap());
             xts.encrypt_area(&mut material, 512, 0, get_tweak_default);
@@ -381,7 +409,7 @@ mod tests {
                 key_size: key.len(),
                 priority,
                 kdf,
-                af: AfParams { stripes: STRIPES, hash: HashAlg::Sha1 },
+                af: AfParams { stripes, hash: HashAlg::Sha1 },
                 area: Area {
                     offset,
                     size: material.len() as u64,
@@ -537,12 +565,28 @@ mod tests {
         f.header.keyslots[0].area.size = 100;
         assert!(matches!(
             f.open(b"pw0", None),
-            Err(UnlockError::AreaTooSmall { keyslot: 0, needed: 512, size: 100 })
+            Err(UnlockError::AreaTooSmall { keyslot: 0, needed: 128_000, size: 100 })
         ));
-        f.header.keyslots[0].area.size = 512;
+        f.header.keyslots[0].area.size = 128_000;
         f.image.truncate(f.image.len() - 1);
         let err = f.open(b"pw0", None).unwrap_err();
-        assert!(matches!(err, UnlockError::Read { keyslot: 0, offset: 0x8000, len: 512, .. }), "{err}");
+        assert!(matches!(err, UnlockError::Read { keyslot: 0, offset: 0x8000, len: 128_000, .. }), "{err}");
+    }
+
+    #[test]
+    fn the_key_is_merged_from_4000_stripes_whatever_af_stripes_says() {
+        // cryptsetup's luks2_keyslot_get_key reads and merges LUKS_STRIPES (4000) stripes and
+        // never looks at a LUKS2 keyslot's `af.stripes`.
+        let mut f = Fixture::new();
+        f.keyslot(0, Priority::Normal, b"pw0", &VOLUME_KEY, 0);
+        f.header.keyslots[0].af.stripes = 2;
+        assert_eq!(opened_keyslot(f.open(b"pw0", None)), 0);
+        // A key split into the one stripe the header claims is not what cryptsetup recovers:
+        // with 4000 stripes merged it is a wrong key, as cryptsetup finds.
+        let mut f = Fixture::new();
+        f.keyslot_split(1, Priority::Normal, b"pw1", &VOLUME_KEY, 0, 1);
+        assert_eq!(f.header.keyslots[0].af.stripes, 1);
+        assert!(matches!(f.open(b"pw1", None), Err(UnlockError::WrongKey { tried: 1 })));
     }
 
     #[test]
@@ -555,6 +599,34 @@ mod tests {
         );
         assert_eq!(volume_key_matches(&f.header, &Secret::from_slice(&UNBOUND_KEY)), None);
         assert_eq!(volume_key_matches(&f.header, &Secret::from_slice(&[0; 32])), None);
+    }
+
+    #[test]
+    fn a_kdf_salt_of_another_length_than_32_bytes_is_refused_not_a_wrong_key() {
+        // cryptsetup's luks2_keyslot_get_pbkdf_params: -EINVAL ("Keyslot open failed.").
+        let mut f = Fixture::new();
+        f.keyslot(0, Priority::Normal, b"pw0", &VOLUME_KEY, 0);
+        let Kdf::Pbkdf2 { salt, .. } = &mut f.header.keyslots[0].kdf else { unreachable!() };
+        salt.truncate(16);
+        let err = f.open(b"pw0", None).unwrap_err();
+        assert!(matches!(err, UnlockError::Salt { keyslot: 0, len: 16 }), "{err}");
+        assert_eq!(err.to_string(), "keyslot 0: a key derivation salt of 16 bytes, not 32");
+    }
+
+    #[test]
+    fn a_malformed_digest_opens_nothing_whatever_the_key() {
+        let mut f = Fixture::new();
+        f.keyslot(0, Priority::Normal, b"pw0", &VOLUME_KEY, 0);
+        // The first byte of the right digest: the right key would match it, and a wrong key
+        // one time in 256.
+        f.header.digests[0].digest.truncate(1);
+        let err = f.open(b"pw0", None).unwrap_err();
+        assert!(
+            matches!(err, UnlockError::Digest { keyslot: 0, source: DigestError::Length { len: 1, .. } }),
+            "{err}"
+        );
+        assert!(matches!(f.open(b"nope", None), Err(UnlockError::Digest { keyslot: 0, .. })));
+        assert_eq!(volume_key_matches(&f.header, &Secret::from_slice(&VOLUME_KEY)), None);
     }
 
     #[test]

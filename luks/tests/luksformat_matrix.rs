@@ -485,3 +485,56 @@ fn a_detached_header_holds_the_keyslots() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rewrites both LUKS2 metadata copies of `img` with `edit` applied to the JSON, and reseals
+/// their SHA-256 checksums: metadata cryptsetup never writes, but reads.
+fn edit_luks2_json(img: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    use sha2::{Digest, Sha256};
+    let mut dev = std::fs::read(img).unwrap();
+    let hdr_size = usize::try_from(u64::from_be_bytes(dev[8..16].try_into().unwrap())).unwrap();
+    for at in [0, hdr_size] {
+        let area = &dev[at + 4096..at + hdr_size];
+        let end = area.iter().position(|b| *b == 0).unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&area[..end]).unwrap();
+        edit(&mut json);
+        let mut text = serde_json::to_vec(&json).unwrap();
+        text.resize(hdr_size - 4096, 0);
+        dev[at + 4096..at + hdr_size].copy_from_slice(&text);
+        dev[at + 448..at + 512].fill(0);
+        let sum = Sha256::new().chain_update(&dev[at..at + 4096]).chain_update(&text).finalize();
+        dev[at + 448..at + 448 + sum.len()].copy_from_slice(&sum);
+    }
+    std::fs::write(img, dev).unwrap();
+}
+
+#[test]
+fn edited_luks2_keyslots_open_or_not_as_cryptsetup_decides() {
+    let dir = scratch_dir("edited");
+    let pass = key_file(&dir, "pass", PASS);
+    let format = |name: &str| {
+        let img = image(&dir, name);
+        cryptsetup(
+            ["luksFormat", "--batch-mode", "--type", "luks2", "--key-size", "256"]
+                .iter()
+                .chain(&PBKDF2_1000)
+                .map(OsStr::new)
+                .chain([OsStr::new("--key-file"), pass.as_os_str(), img.as_os_str()]),
+        )
+        .unwrap();
+        img
+    };
+    // cryptsetup merges 4000 stripes whatever `af.stripes` says, and opens this keyslot.
+    let img = format("stripes.img");
+    let theirs = cryptsetup_key(&img, &pass, &[]).unwrap();
+    edit_luks2_json(&img, |j| j["keyslots"]["0"]["af"]["stripes"] = 1.into());
+    assert_eq!(cryptsetup_key(&img, &pass, &[]).unwrap(), theirs, "cryptsetup's verdict changed");
+    let u = ours(&img, PASS, None).unwrap();
+    assert_eq!(u.volume_key.as_bytes(), theirs);
+    // A KDF salt other than 32 bytes: cryptsetup fails the keyslot, not as a wrong passphrase.
+    let img = format("salt.img");
+    edit_luks2_json(&img, |j| j["keyslots"]["0"]["kdf"]["salt"] = "c2FsdA==".into());
+    assert!(cryptsetup_key(&img, &pass, &[]).is_err(), "cryptsetup's verdict changed");
+    let err = ours(&img, PASS, None).unwrap_err();
+    assert_eq!(err, "keyslot 0: a key derivation salt of 4 bytes, not 32");
+    let _ = std::fs::remove_dir_all(&dir);
+}
