@@ -203,6 +203,10 @@ pub enum CryptError {
         "{name}: the kernel cannot make the cipher {cipher} ({source}): load the crypto modules it needs (for xts: xts and ecb; for essiv: essiv)"
     )]
     CipherUnavailable { name: String, cipher: String, source: DmError },
+    #[error(
+        "{name}: dm-crypt refused the table for {cipher} with a {key_bytes}-byte key ({source}); the kernel log says why"
+    )]
+    TableRefused { name: String, cipher: String, key_bytes: usize, source: DmError },
     #[error(transparent)]
     Dm(#[from] DmError),
     #[error("{name}: {}: {source}", path.display())]
@@ -527,6 +531,7 @@ fn load(
     notes: &mut Vec<String>,
 ) -> Result<bool, CryptError> {
     let name = req.name.as_str();
+    let key_len = if null { 0 } else { req.volume_key.len() };
     let target = |params: &Secret| -> Result<(), DmError> {
         let t = Target {
             start: 0,
@@ -537,7 +542,7 @@ fn load(
         ctl.load_table(name, &[t], read_only)
     };
     if null {
-        target(&table.params(KeyArg::Null)).map_err(|e| no_target(ctl, name, table, e))?;
+        target(&table.params(KeyArg::Null)).map_err(|e| no_target(ctl, name, table, key_len, e))?;
         return Ok(false);
     }
     if req.use_keyring {
@@ -559,19 +564,21 @@ fn load(
                         Ok(()) => return Ok(true),
                         Err(e) if keyring_refusal(&e) => notes
                             .push(format!("dm-crypt refused the keyring key ({e}): the key is in the table")),
-                        Err(e) => return Err(no_target(ctl, name, table, e)),
+                        Err(e) => return Err(no_target(ctl, name, table, key_len, e)),
                     }
                 }
             }
         }
     }
-    target(&table.params(KeyArg::Hex(req.volume_key))).map_err(|e| no_target(ctl, name, table, e))?;
+    target(&table.params(KeyArg::Hex(req.volume_key)))
+        .map_err(|e| no_target(ctl, name, table, key_len, e))?;
     Ok(false)
 }
 
-/// A failed table load, explained when the kernel simply has no crypt target (EINVAL, "unknown
-/// target type") or cannot make the cipher (ENOENT from the crypto API).
-fn no_target(ctl: &Control, name: &str, table: &CryptTable, e: DmError) -> CryptError {
+/// A failed table load, explained: the kernel has no crypt target (EINVAL, "unknown target
+/// type"), cannot make the cipher (ENOENT from the crypto API), or dm-crypt refused the table
+/// (EINVAL: a key size the cipher does not take, an option the kernel does not know).
+fn no_target(ctl: &Control, name: &str, table: &CryptTable, key_bytes: usize, e: DmError) -> CryptError {
     let (name, cipher) = (name.to_owned(), table.cipher.clone());
     match e.errno() {
         Some(Errno::NOENT) => CryptError::CipherUnavailable { name, cipher, source: e },
@@ -580,6 +587,7 @@ fn no_target(ctl: &Control, name: &str, table: &CryptTable, e: DmError) -> Crypt
         {
             CryptError::NoCryptTarget { name, cipher, source: e }
         }
+        Some(Errno::INVAL) => CryptError::TableRefused { name, cipher, key_bytes, source: e },
         _ => CryptError::Dm(e),
     }
 }
