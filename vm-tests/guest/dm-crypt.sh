@@ -138,6 +138,20 @@ if open lethe-v2 /dev/vda --volume-key-file $L/v2.vk; then
 else
   fail v2-created "$out"
 fi
+# A key dm-crypt refuses (33 bytes for aes-xts) fails the activation after the mapping was
+# made: nothing of it may be left.
+head -c 33 $L/v2.vk >/tmp/bad.vk
+if open lethe-bad /dev/vda --volume-key-file /tmp/bad.vk; then
+  fail failed-open-leaves-nothing "a 33-byte aes-xts key was accepted"
+else
+  left=""
+  dmsetup ls | grep -q "^lethe-bad[[:space:]]" && left="$left the mapping;"
+  { [ -e /dev/mapper/lethe-bad ] || [ -L /dev/mapper/lethe-bad ]; } && left="$left /dev/mapper/lethe-bad;"
+  grep -ls "lethe-bad" /run/udev/data/* >/dev/null && left="$left a udev entry;"
+  [ -n "$(grep "cryptsetup:$V2_UUID" /proc/keys | awk '$2 !~ /R/')" ] && left="$left a live key;"
+  if [ -z "$left" ]; then pass failed-open-leaves-nothing; else fail failed-open-leaves-nothing "left:$left ($out)"; fi
+  json_has failed-open-explained "dm-crypt refused the table for aes-xts-plain64 with a 33-byte key"
+fi
 # Closing what is not open, or not dm-crypt's, is refused.
 run lethe-dm-check close lethe-v2
 case "$rc:$out" in

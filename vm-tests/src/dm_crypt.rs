@@ -69,6 +69,11 @@ const CHECKS: &[(&str, &str)] = &[
     ("v2-name-taken", "another volume under the same name is refused, naming it"),
     ("v2-close", "lethe closes it"),
     ("v2-gone", "closing removes the mapping, its links and its udev entry"),
+    (
+        "failed-open-leaves-nothing",
+        "a key dm-crypt refuses fails the activation, leaving no mapping, link, udev entry or key",
+    ),
+    ("failed-open-explained", "the failure names the cipher and the key size dm-crypt refused"),
     ("close-absent", "closing a mapping that is not there is an error naming it"),
     ("close-linear", "closing a mapping that is not dm-crypt's is refused"),
     ("ro-reported", "a read-only activation reports read-only"),
