@@ -376,11 +376,8 @@ pub fn crypt_table(req: &Activation<'_>, data: DataDevice) -> Result<(CryptTable
                 return Err(err(format!("size {n} is not a multiple of its sector size {sector_size}")));
             }
             if seg.offset.checked_add(n).is_none_or(|end| end > data.size) {
-                return Err(too_small(format!(
-                    "the payload spans bytes {} to {}",
-                    seg.offset,
-                    seg.offset + n
-                )));
+                let end = u128::from(seg.offset) + u128::from(n);
+                return Err(too_small(format!("the payload spans bytes {} to {end}", seg.offset)));
             }
             n
         }
@@ -964,6 +961,10 @@ mod tests {
             crypt_table(&Activation::new(&name, &h, &seg, &key, Path::new("/dev/vda")), VDA).unwrap();
         assert_eq!((t.offset_sectors, t.length_sectors), (4096, 8 * 2048));
         let seg = segment(60 * MIB, SegmentSize::Bytes(8 * MIB), 512, "aes-xts-plain64");
+        let e = crypt_table(&Activation::new(&name, &h, &seg, &key, Path::new("/dev/vda")), VDA).unwrap_err();
+        assert!(e.to_string().ends_with("(the payload spans bytes 62914560 to 71303168)"), "{e}");
+        // Offset and size whose sum overflows: refused, not wrapped around.
+        let seg = segment(u64::MAX - 511, SegmentSize::Bytes(u64::MAX - 511), 512, "aes-xts-plain64");
         let e = crypt_table(&Activation::new(&name, &h, &seg, &key, Path::new("/dev/vda")), VDA).unwrap_err();
         assert!(matches!(e, CryptError::TooSmall { .. }), "{e}");
         // A payload offset beyond the device, or leaving less than a sector.
