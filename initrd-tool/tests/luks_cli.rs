@@ -202,9 +202,56 @@ fn a_detached_header_is_read_from_its_file() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), want);
-    // The data device alone has no header.
+    // The data device alone has no header: not a LUKS device, as cryptsetup says (exit 1).
     let o = luks(&["dump", data.to_str().unwrap()], b"");
-    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    let theirs = run(Command::new("cryptsetup").arg("luksDump").arg(&data), b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), theirs.status.code(), "cryptsetup said {}", stderr(&theirs));
+}
+
+#[test]
+fn exit_statuses_tell_a_missing_device_from_a_bad_header_as_cryptsetups_do() {
+    if !have_cryptsetup() {
+        return;
+    }
+    let t = Temp::new("exit");
+    let img = format(&t.0, "l2.img", &["--type", "luks2"]);
+    let zeros = t.0.join("zeros.img");
+    std::fs::File::create(&zeros).unwrap().set_len(16 << 20).unwrap();
+    let (img, zeros) = (img.to_str().unwrap(), zeros.to_str().unwrap());
+    let missing = t.0.join("missing.img");
+    let missing = missing.to_str().unwrap();
+    let pass = format!("{PASS}\n");
+    let cases: [(&str, &[&str], &[&str], i32); 7] = [
+        ("dump of no LUKS device", &["dump", zeros], &["luksDump", zeros], 1),
+        ("dump of a missing device", &["dump", missing], &["luksDump", missing], 4),
+        ("dump of no block device or file", &["dump", "/dev/null"], &["luksDump", "/dev/null"], 4),
+        ("open-test of no LUKS device", &["open-test", zeros], &["open", "--test-passphrase", zeros], 1),
+        (
+            "open-test of a missing device",
+            &["open-test", missing],
+            &["open", "--test-passphrase", missing],
+            4,
+        ),
+        (
+            "open-test with a header but a missing data device",
+            &["open-test", missing, "--header", img],
+            &["open", "--test-passphrase", "--header", img, missing],
+            4,
+        ),
+        (
+            "volume-key of no LUKS device",
+            &["volume-key", zeros],
+            &["luksDump", "--dump-volume-key", "--batch-mode", zeros],
+            1,
+        ),
+    ];
+    for (what, ours, theirs, want) in cases {
+        let o = luks(ours, pass.as_bytes());
+        let c = run(Command::new("cryptsetup").args(theirs), pass.as_bytes());
+        assert_eq!(c.status.code(), Some(want), "{what}: cryptsetup said {}", stderr(&c));
+        assert_eq!(o.status.code(), Some(want), "{what}: {}", stderr(&o));
+    }
 }
 
 #[test]

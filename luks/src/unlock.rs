@@ -150,6 +150,14 @@ pub fn volume_key_matches(header: &Header, volume_key: &Secret) -> Option<Segmen
         .and_then(|d| segment_of(header, d).ok().flatten())
 }
 
+/// Whether any key at all could open `header`: no mandatory requirement this build lacks, and
+/// a keyslot to try. What [`open`] refuses whatever the key; check it before asking anyone for
+/// a key that cannot help.
+pub fn usable(header: &Header, opts: &Options) -> Result<(), UnlockError> {
+    refuse_unknown_requirements(header)?;
+    candidates(header, opts).map(|_| ())
+}
+
 fn refuse_unknown_requirements(header: &Header) -> Result<(), UnlockError> {
     match header.mandatory_requirements.iter().find(|n| !KNOWN_REQUIREMENTS.contains(&n.as_str())) {
         Some(name) => Err(UnlockError::UnsupportedRequirement { name: name.clone() }),
@@ -523,6 +531,20 @@ mod tests {
         assert!(
             matches!(r, Err(UnlockError::UnsupportedRequirement { ref name }) if name == "online-reencrypt-v2")
         );
+    }
+
+    #[test]
+    fn usable_tells_what_no_key_can_open() {
+        let mut f = Fixture::new();
+        f.keyslot(0, Priority::Normal, b"pw0", &VOLUME_KEY, 0);
+        let opts = Options::default();
+        assert!(usable(&f.header, &opts).is_ok());
+        f.header.mandatory_requirements = vec!["luks3-feature".into()];
+        assert!(matches!(usable(&f.header, &opts), Err(UnlockError::UnsupportedRequirement { .. })));
+        f.header.mandatory_requirements.clear();
+        f.header.keyslots[0].priority = Priority::Ignore;
+        assert!(matches!(usable(&f.header, &opts), Err(UnlockError::NoKeyslot)));
+        assert!(usable(&f.header, &Options { keyslot: Some(0) }).is_ok());
     }
 
     #[test]

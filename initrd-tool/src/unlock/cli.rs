@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use luks::header::ReadPathError;
 use luks::model::Header;
 use luks::secret::{MAX_PASSPHRASE, Secret};
 use luks::unlock::{Options, UnlockError};
@@ -99,8 +100,8 @@ pub fn unlock_main(args: Vec<OsString>) -> ExitCode {
     name = "luks",
     version,
     about = "Inspect LUKS1/LUKS2 headers, test keys, recover the volume key, close mappings",
-    after_help = "Exit status as cryptsetup's: 0 ok; 1 bad arguments or other error; 2 wrong passphrase or key; \
-        4 unusable device or header."
+    after_help = "Exit status as cryptsetup's: 0 ok; 1 bad arguments, no valid LUKS header or other error; \
+        2 wrong passphrase or key; 4 missing or unusable device."
 )]
 struct LuksCli {
     #[command(subcommand)]
@@ -172,10 +173,39 @@ fn clap_exit(e: clap::Error, code: u8) -> ExitCode {
     if e.use_stderr() { ExitCode::from(code) } else { ExitCode::SUCCESS }
 }
 
+/// Reads the header at `path`. As cryptsetup: a device that is missing, unreadable, or
+/// neither a block device nor a file is exit 4; what is there but no valid LUKS header is 1.
 fn read_header(path: &Path) -> Result<Header, ExitCode> {
+    check_device(path)?;
     luks::header::read_path(path).map_err(|e| {
-        eprintln!("luks: {}: {e}", path.display());
+        eprintln!("luks: {e}");
+        ExitCode::from(match e {
+            ReadPathError::Open { .. } | ReadPathError::Size { .. } => EXIT_DEVICE,
+            ReadPathError::Header { .. } => EXIT_USAGE,
+        })
+    })
+}
+
+/// Exit 4 unless `path` is a block device or a regular file (cryptsetup: "does not exist or
+/// access denied", "is not compatible").
+fn check_device(path: &Path) -> Result<(), ExitCode> {
+    let fail = |why: String| {
+        eprintln!("luks: {}: {why}", path.display());
         ExitCode::from(EXIT_DEVICE)
+    };
+    let ft = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?.file_type();
+    if !(ft.is_file() || std::os::unix::fs::FileTypeExt::is_block_device(&ft)) {
+        return Err(fail("not a block device or a file".to_owned()));
+    }
+    Ok(())
+}
+
+/// The exit status when no passphrase was accepted at the prompt: 2 when every try was a
+/// wrong passphrase, as cryptsetup's; 1 when the asking itself failed.
+fn ask_failed(e: &askpass::AskError) -> ExitCode {
+    ExitCode::from(match e {
+        askpass::AskError::TriesExhausted { .. } => EXIT_WRONG_KEY,
+        _ => EXIT_USAGE,
     })
 }
 
@@ -201,6 +231,13 @@ fn key_command(k: &KeyArgs, print_key: bool) -> ExitCode {
         Ok(h) => h,
         Err(code) => return code,
     };
+    // With a detached header, open --test-passphrase still wants the data device.
+    if !print_key
+        && k.header.is_some()
+        && let Err(code) = check_device(&k.device)
+    {
+        return code;
+    }
     let mut dev = match File::open(header_path) {
         Ok(f) => f,
         Err(e) => {
@@ -236,7 +273,7 @@ fn key_command(k: &KeyArgs, print_key: bool) -> ExitCode {
             };
             if let Err(e) = askpass::ask(&request, &mut verify) {
                 eprintln!("luks: {e}");
-                return ExitCode::from(EXIT_WRONG_KEY);
+                return ask_failed(&e);
             }
             Ok(result)
         }
@@ -293,4 +330,22 @@ fn read_piped_passphrase_bytes() -> Result<Secret, String> {
         }
     }
     Ok(pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn only_exhausted_tries_are_a_wrong_key() {
+        let code = |e| format!("{:?}", ask_failed(&e));
+        let wrong = format!("{:?}", ExitCode::from(EXIT_WRONG_KEY));
+        let error = format!("{:?}", ExitCode::from(EXIT_USAGE));
+        assert_ne!(wrong, error, "ExitCode's Debug tells them apart");
+        assert_eq!(code(askpass::AskError::TriesExhausted { tries: 3 }), wrong);
+        assert_eq!(code(askpass::AskError::NoSource { id: "cryptsetup:/dev/vda2".into() }), error);
+        assert_eq!(code(askpass::AskError::TimedOut { waited: Duration::from_secs(1) }), error);
+    }
 }

@@ -180,6 +180,11 @@ pub enum Error {
     },
     #[error("{name}: cryptsetup could not open the device ({why})")]
     Handover { name: String, why: String },
+    #[error(
+        "{name}: the header puts the data at offset 0, over the header itself: \
+         a header made for detached use needs luks.devices.{name}.header"
+    )]
+    HeaderOverlapsData { name: String },
 }
 
 /// How a device ended up open.
@@ -270,24 +275,62 @@ impl Unlocker {
                 }),
             });
         }
+        refuse_unopenable(p, &header)?;
+        let (opened, passphrase) = match self.find_key(p, &header, &mut header_dev, &data, &header_path)? {
+            Found::Native(u, passphrase) => (self.activate(p, &header, &data, u)?, passphrase),
+            Found::Cryptsetup(passphrase) => (Opened::Cryptsetup, passphrase),
+        };
+        if let Some(pass) = passphrase {
+            self.remember(pass);
+        }
+        Ok(opened)
+    }
+
+    /// Tries the key sources in order until one gives a key: lethe's, verified, or one that
+    /// opened the device through cryptsetup.
+    fn find_key(
+        &mut self,
+        p: &Planned,
+        header: &Header,
+        header_dev: &mut File,
+        data: &Path,
+        header_path: &Path,
+    ) -> Result<Found, Error> {
+        let name = p.name.as_str();
         let opts = Options::default();
         let mut last_error: Option<String> = None;
         for source in &p.sources {
             let attempt = match source {
-                KeySource::KeyFile(k) => self.try_key_file(p, &header, &mut header_dev, k, &opts),
-                KeySource::Cached => self.try_cached(&header, &mut header_dev, &opts),
+                KeySource::KeyFile(k) => self.try_key_file(p, header, header_dev, k, &opts),
+                KeySource::Cached => self.try_cached(header, header_dev, &opts),
                 KeySource::Ask { tries } => {
-                    return self.ask(p, &header, &mut header_dev, &data, &header_path, *tries, &opts);
+                    return self.ask(p, header, header_dev, data, header_path, *tries, &opts);
                 }
             };
             match attempt {
-                Attempt::Opened(u, secret) => return self.activate(p, &header, &data, u, secret.as_ref()),
-                Attempt::Handover(secret) => return handover::open(p, &data, &header_path, &secret),
-                Attempt::Failed(e) => return Err(e),
+                Attempt::Opened(u, secret) => return Ok(Found::Native(u, secret)),
+                Attempt::Handover(secret) => match handover::open(p, data, header_path, &secret) {
+                    Ok(_) => return Ok(Found::Cryptsetup(None)),
+                    // A key file cryptsetup refused: the passphrase may still follow.
+                    Err(e) => {
+                        log::warn(&e.to_string());
+                        last_error = Some(e.to_string());
+                    }
+                },
                 Attempt::NotOpened(why) => last_error = why.or(last_error),
             }
         }
         Err(Error::KeyFileFailed { name: name.to_owned(), why: last_error.unwrap_or_default() })
+    }
+
+    /// Keeps a passphrase that opened a device first in line for the next one; never twice.
+    fn remember(&mut self, pass: Secret) {
+        if let Some(i) = self.cache.iter().position(|c| *c == pass) {
+            let hit = self.cache.remove(i);
+            self.cache.insert(0, hit);
+        } else {
+            self.cache.insert(0, pass);
+        }
     }
 
     fn wait(&self, name: &str, spec: &DeviceSpec, timeout: Duration) -> Result<PathBuf, Error> {
@@ -325,24 +368,31 @@ impl Unlocker {
                 log::info(&format!("{}: opened by the key file (keyslot {})", p.name, u.keyslot));
                 Attempt::Opened(u, None)
             }
-            Err(e) if is_wrong_key(&e) => {
-                log::warn(&format!("{}: the key file {} opens no keyslot", p.name, k.path.display()));
-                Attempt::NotOpened(Some(format!("the key file {} opens no keyslot", k.path.display())))
-            }
             Err(e) if handover::wanted(&e) => Attempt::Handover(key),
-            Err(source) => Attempt::Failed(Error::Unlock { name: p.name.to_string(), source }),
+            // What no key can open was refused before; anything else is this key's keyslot
+            // (wrong, unsupported, too costly): a passphrase may still open another.
+            Err(e) => {
+                let why = match e {
+                    UnlockError::WrongKey { .. } => {
+                        format!("the key file {} opens no keyslot", k.path.display())
+                    }
+                    e => format!("the key file {}: {e}", k.path.display()),
+                };
+                log::warn(&format!("{}: {why}", p.name));
+                Attempt::NotOpened(Some(why))
+            }
         }
     }
 
     fn try_cached(&mut self, header: &Header, dev: &mut File, opts: &Options) -> Attempt {
         for (i, pass) in self.cache.iter().enumerate() {
             if let Ok(u) = luks::unlock::open(header, dev, pass.as_bytes(), opts) {
-                log::info(&format!("opened by the passphrase of an earlier device (keyslot {})", u.keyslot));
-                let secret = pass.duplicate();
-                // The one that worked goes first next time.
-                let hit = self.cache.remove(i);
-                self.cache.insert(0, hit);
-                return Attempt::Opened(u, Some(secret));
+                log::info(&format!(
+                    "opened by the passphrase of an earlier device (keyslot {}, passphrase {})",
+                    u.keyslot,
+                    i + 1
+                ));
+                return Attempt::Opened(u, Some(pass.duplicate()));
             }
         }
         Attempt::NotOpened(None)
@@ -358,7 +408,7 @@ impl Unlocker {
         header_path: &Path,
         tries: u32,
         opts: &Options,
-    ) -> Result<Opened, Error> {
+    ) -> Result<Found, Error> {
         let request = askpass::Request {
             id: format!("cryptsetup:{}", data.display()),
             message: format!("Please enter passphrase for disk {} ({})", p.name, p.device),
@@ -374,7 +424,7 @@ impl Unlocker {
                 unlocked = Some(u);
                 Verdict::Accept
             }
-            Err(e) if is_wrong_key(&e) => Verdict::Reject("wrong passphrase".to_owned()),
+            Err(UnlockError::WrongKey { .. }) => Verdict::Reject("wrong passphrase".to_owned()),
             // cryptsetup tells a wrong passphrase from a failure itself.
             Err(e) if handover::wanted(&e) => match handover::open(p, data, header_path, pass) {
                 Ok(_) => {
@@ -387,32 +437,17 @@ impl Unlocker {
         };
         let pass = askpass::ask(&request, &mut verify)
             .map_err(|source| Error::Ask { name: p.name.to_string(), source })?;
-        let cached = pass.duplicate();
-        let opened = match unlocked {
+        match unlocked {
             Some(u) => {
                 log::info(&format!("{}: opened by passphrase (keyslot {})", p.name, u.keyslot));
-                self.activate(p, header, data, u, None)?
+                Ok(Found::Native(u, Some(pass)))
             }
-            None if by_cryptsetup => Opened::Cryptsetup,
-            None => {
-                return Err(Error::Handover {
-                    name: p.name.to_string(),
-                    why: "no keyslot opened".to_owned(),
-                });
-            }
-        };
-        self.cache.insert(0, cached);
-        Ok(opened)
+            None if by_cryptsetup => Ok(Found::Cryptsetup(Some(pass))),
+            None => Err(Error::Handover { name: p.name.to_string(), why: "no keyslot opened".to_owned() }),
+        }
     }
 
-    fn activate(
-        &mut self,
-        p: &Planned,
-        header: &Header,
-        data: &Path,
-        u: Unlocked,
-        passphrase: Option<&Secret>,
-    ) -> Result<Opened, Error> {
+    fn activate(&mut self, p: &Planned, header: &Header, data: &Path, u: Unlocked) -> Result<Opened, Error> {
         let flag = |f: &str| header.flags.iter().any(|x| x == f);
         let req = crypt::Activation {
             name: &p.name,
@@ -434,28 +469,44 @@ impl Unlocker {
         if active.state == ActiveState::AlreadyActive {
             return Ok(Opened::AlreadyOpen);
         }
-        if let Some(pass) = passphrase
-            && !self.cache.iter().any(|c| c == pass)
-        {
-            self.cache.insert(0, pass.duplicate());
-        }
         Ok(Opened::Native { keyslot: u.keyslot, key_in_keyring: active.key_in_keyring, node: active.node })
     }
 }
 
 /// What one key source gave.
 enum Attempt {
+    /// A verified key, and the passphrase it came from (to remember for the next device).
     Opened(Unlocked, Option<Secret>),
     /// The key is right for all lethe can tell, but the cipher is not lethe's: cryptsetup's job.
     Handover(Secret),
     /// This source did not open the device (why, for the final error); try the next.
     NotOpened(Option<String>),
-    /// Stop: the device cannot be opened whatever the key.
-    Failed(Error),
 }
 
-fn is_wrong_key(e: &UnlockError) -> bool {
-    matches!(e, UnlockError::WrongKey { .. })
+/// The key the sources gave: lethe's to activate, or the device opened by cryptsetup; each
+/// with the passphrase to remember, if it was one.
+enum Found {
+    Native(Unlocked, Option<Secret>),
+    Cryptsetup(Option<Secret>),
+}
+
+/// What no key can change, refused before a key is fetched or asked for: a header this build
+/// cannot activate (an unknown mandatory requirement, no keyslot to try), and data that would
+/// be mapped over the header on the same device (cryptsetup's "Device header overlaps with
+/// data area": only a detached header allows a payload at offset 0).
+fn refuse_unopenable(p: &Planned, header: &Header) -> Result<(), Error> {
+    let name = p.name.to_string();
+    luks::unlock::usable(header, &Options::default())
+        .map_err(|source| Error::Unlock { name: name.clone(), source })?;
+    let at_zero = header
+        .segments
+        .iter()
+        .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .any(|s| s.offset == 0);
+    if p.header.is_none() && at_zero {
+        return Err(Error::HeaderOverlapsData { name });
+    }
+    Ok(())
 }
 
 fn unreachable_wait(name: &str, spec: &DeviceSpec, timeout: Duration) -> Result<PathBuf, Error> {
@@ -463,4 +514,238 @@ fn unreachable_wait(name: &str, spec: &DeviceSpec, timeout: Duration) -> Result<
         name: name.to_owned(),
         source: devices::WaitError::NotFound { spec: spec.clone(), waited: timeout, seen: Vec::new() },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    use luks::model::{HashAlg, HeaderCopy, Segment, SegmentKind, SegmentSize, Version};
+
+    use super::*;
+
+    const PASS: &[u8] = b"the passphrase of the first device";
+    const KEY: &[u8] = b"bytes of a key file on a stick";
+
+    struct Temp(PathBuf);
+
+    impl Temp {
+        fn new(tag: &str) -> Temp {
+            let p = std::env::temp_dir().join(format!("lethe-unlock-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Temp(p)
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn have_cryptsetup() -> bool {
+        let ok = Command::new("cryptsetup").arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(ok || std::env::var("CI").as_deref() != Ok("true"), "CI=true and cryptsetup is missing");
+        ok
+    }
+
+    fn cryptsetup(args: &[&str], stdin: &[u8]) {
+        let mut child = Command::new("cryptsetup")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "cryptsetup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Rewrites both LUKS2 metadata copies with `edit` applied and their SHA-256 resealed.
+    fn edit_luks2_json(img: &Path, edit: impl Fn(&mut serde_json::Value)) {
+        let mut dev = std::fs::read(img).unwrap();
+        let hdr_size = u64::from_be_bytes(dev[8..16].try_into().unwrap()) as usize;
+        for at in [0, hdr_size] {
+            let area = &dev[at + 4096..at + hdr_size];
+            let end = area.iter().position(|b| *b == 0).unwrap();
+            let mut json: serde_json::Value = serde_json::from_slice(&area[..end]).unwrap();
+            edit(&mut json);
+            let mut text = serde_json::to_vec(&json).unwrap();
+            text.resize(hdr_size - 4096, 0);
+            dev[at + 4096..at + hdr_size].copy_from_slice(&text);
+            dev[at + 448..at + 512].fill(0);
+            let mut sum = [0u8; 32];
+            luks::hash::digest_into(&HashAlg::Sha256, &[&dev[at..at + 4096], &text], &mut sum).unwrap();
+            dev[at + 448..at + 480].copy_from_slice(&sum);
+        }
+        std::fs::write(img, dev).unwrap();
+    }
+
+    /// A LUKS2 image: PASS in keyslot 0; the key file KEY in keyslot 1, whose Argon2 memory
+    /// cost is then raised past what lethe derives (4 GiB): the key file's keyslot fails.
+    fn image_with_a_failing_key_file_keyslot(dir: &Path) -> (PathBuf, PathBuf) {
+        let img = dir.join("disk.img");
+        std::fs::File::create(&img).unwrap().set_len(20 << 20).unwrap();
+        let key = dir.join("key.bin");
+        std::fs::write(&key, KEY).unwrap();
+        let img_s = img.to_str().unwrap();
+        let pbkdf2 = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+        let mut format = vec!["luksFormat", "--batch-mode", "--type", "luks2", "--key-size", "256"];
+        format.extend(pbkdf2);
+        format.extend(["--key-file=-", img_s]);
+        cryptsetup(&format, PASS);
+        let argon2 = ["--pbkdf", "argon2id", "--pbkdf-memory", "32", "--pbkdf-force-iterations", "4"];
+        let mut add = vec!["luksAddKey", "--batch-mode", "--key-slot", "1", "--key-file=-"];
+        add.extend(argon2);
+        add.extend([img_s, key.to_str().unwrap()]);
+        cryptsetup(&add, PASS);
+        edit_luks2_json(&img, |j| j["keyslots"]["1"]["kdf"]["memory"] = (4u64 << 20 | 1).into());
+        (img, key)
+    }
+
+    fn planned(sources: Vec<KeySource>, header: Option<HeaderSource>) -> Planned {
+        Planned {
+            name: MapName::new("cryptroot").unwrap(),
+            device: DeviceSpec::Path("/dev/vda2".into()),
+            timeout: Duration::ZERO,
+            header,
+            sources,
+            allow_discards: false,
+            bypass_workqueues: false,
+        }
+    }
+
+    fn key_file(path: &Path) -> KeySource {
+        KeySource::KeyFile(KeyFile {
+            path: path.to_owned(),
+            device: None,
+            offset: 0,
+            size: None,
+            timeout: None,
+        })
+    }
+
+    fn unlocker(dir: &Path, cache: &[&[u8]]) -> Unlocker {
+        let env = Env { roots: Roots::system(), console: None, agent_dir: dir.join("ask") };
+        Unlocker { env, cache: cache.iter().map(|p| Secret::from_slice(p)).collect() }
+    }
+
+    fn find_key(u: &mut Unlocker, p: &Planned, img: &Path) -> Result<Found, Error> {
+        let header = luks::header::read_path(img).unwrap();
+        u.find_key(p, &header, &mut File::open(img).unwrap(), img, img)
+    }
+
+    #[test]
+    fn a_key_file_whose_keyslot_fails_falls_back_to_the_passphrase() {
+        if !have_cryptsetup() {
+            return;
+        }
+        let t = Temp::new("kf-fallback");
+        let (img, key) = image_with_a_failing_key_file_keyslot(&t.0);
+        // fallbackToPassword: key file, then the passphrase of an earlier device.
+        let p = planned(vec![key_file(&key), KeySource::Cached], None);
+        match find_key(&mut unlocker(&t.0, &[b"another", PASS]), &p, &img) {
+            Ok(Found::Native(u, Some(pass))) => {
+                assert_eq!((u.keyslot, pass.as_bytes()), (0, PASS));
+            }
+            Ok(_) => panic!("not opened by the cached passphrase"),
+            Err(e) => panic!("{e}"),
+        }
+        // Without the fallback: the key file's failure, named.
+        let p = planned(vec![key_file(&key)], None);
+        let Err(e) = find_key(&mut unlocker(&t.0, &[PASS]), &p, &img) else { panic!("opened") };
+        let msg = e.to_string();
+        assert!(matches!(e, Error::KeyFileFailed { .. }), "{msg}");
+        assert!(msg.contains("key.bin: keyslot 1: key derivation: argon2 memory cost"), "{msg}");
+    }
+
+    #[test]
+    fn a_wrong_key_file_then_no_cached_passphrase_says_why() {
+        if !have_cryptsetup() {
+            return;
+        }
+        let t = Temp::new("kf-wrong");
+        let (img, _) = image_with_a_failing_key_file_keyslot(&t.0);
+        let wrong = t.0.join("wrong.bin");
+        std::fs::write(&wrong, b"not the key").unwrap();
+        // The wrong key file also meets keyslot 1's failure; the cache has nothing that opens.
+        let p = planned(vec![key_file(&wrong), KeySource::Cached], None);
+        let Err(e) = find_key(&mut unlocker(&t.0, &[b"another"]), &p, &img) else { panic!("opened") };
+        assert!(e.to_string().contains("wrong.bin: keyslot 1: key derivation"), "{e}");
+        // A missing key file is why, too.
+        let p = planned(vec![key_file(&t.0.join("absent.bin")), KeySource::Cached], None);
+        let Err(e) = find_key(&mut unlocker(&t.0, &[]), &p, &img) else { panic!("opened") };
+        assert!(e.to_string().contains("absent.bin"), "{e}");
+    }
+
+    #[test]
+    fn passphrases_are_remembered_once_the_latest_first() {
+        let t = Temp::new("remember");
+        let mut u = unlocker(&t.0, &[b"one", b"two"]);
+        u.remember(Secret::from_slice(b"three"));
+        u.remember(Secret::from_slice(b"two"));
+        let cache: Vec<&[u8]> = u.cache.iter().map(Secret::as_bytes).collect();
+        assert_eq!(cache, [&b"two"[..], b"three", b"one"]);
+    }
+
+    fn header(offset: u64, requirements: &[&str]) -> Header {
+        let segment = Segment {
+            id: 0,
+            kind: SegmentKind::Crypt,
+            offset,
+            size: SegmentSize::Dynamic,
+            iv_tweak: 0,
+            encryption: luks::model::CipherSpec("aes-xts-plain64".into()),
+            sector_size: 512,
+            flags: vec![],
+        };
+        Header {
+            version: Version::Luks1,
+            uuid: "0b4a6a2e-4d3d-4c55-9c43-2b8f4d1e6f10".into(),
+            label: None,
+            subsystem: None,
+            seqid: 0,
+            copy: HeaderCopy::Primary,
+            metadata_size: 1 << 20,
+            keyslots_size: 1 << 20,
+            keyslots: vec![luks::model::Keyslot {
+                id: 0,
+                kind: luks::model::KeyslotKind::Luks2,
+                key_size: 32,
+                priority: luks::model::Priority::Normal,
+                kdf: luks::model::Kdf::Pbkdf2 { hash: HashAlg::Sha256, iterations: 1000, salt: vec![0; 32] },
+                af: luks::model::AfParams { stripes: 4000, hash: HashAlg::Sha256 },
+                area: luks::model::Area {
+                    offset: 4096,
+                    size: 128_000,
+                    encryption: luks::model::CipherSpec("aes-xts-plain64".into()),
+                    key_size: 32,
+                },
+            }],
+            segments: vec![segment],
+            digests: vec![],
+            tokens: vec![],
+            flags: vec![],
+            mandatory_requirements: requirements.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn data_at_offset_0_is_opened_only_with_a_detached_header() {
+        let detached = Some(HeaderSource::File("/etc/lethe/root.hdr".into()));
+        assert!(refuse_unopenable(&planned(vec![], None), &header(2 << 20, &[])).is_ok());
+        let e = refuse_unopenable(&planned(vec![], None), &header(0, &[])).unwrap_err();
+        assert!(matches!(e, Error::HeaderOverlapsData { .. }), "{e}");
+        assert!(refuse_unopenable(&planned(vec![], detached), &header(0, &[])).is_ok());
+    }
+
+    #[test]
+    fn what_no_key_opens_is_refused_before_any_key_is_sought() {
+        let e = refuse_unopenable(&planned(vec![], None), &header(2 << 20, &["online-reencrypt-v2"]));
+        let e = e.unwrap_err().to_string();
+        assert!(e.starts_with("cryptroot: the header has the mandatory requirement"), "{e}");
+    }
 }
