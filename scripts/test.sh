@@ -25,7 +25,7 @@ cargo test --locked --workspace 2>&1 | tee "$log"
 
 section "static build (x86_64-unknown-linux-musl, release)"
 cargo build --locked --release --target x86_64-unknown-linux-musl --workspace
-for b in persist-bind rollback initrd-tool lethe-stage2; do
+for b in persist-bind rollback initrd-tool lethe-stage2 lethe-dm-check; do
   f=target/x86_64-unknown-linux-musl/release/$b
   # A static binary asks for no program interpreter (no ld.so, no libc.so).
   if readelf -l "$f" | grep -q "program interpreter"; then echo "$b is dynamically linked" >&2; exit 1; fi
@@ -41,6 +41,9 @@ cargo run --locked -p vm-tests --release -- run all 2>&1 | tee "$vmlog"
 section "benchmarks"
 cargo bench --locked -p persist-bind --bench apply -- --quick
 cargo bench --locked -p rollback --bench rollback -- --quick
+# Keyslot unlock against cryptsetup on the same headers (argon2id 1 GiB, pbkdf2-sha256 1M).
+LETHE_INITRD_TOOL=target/x86_64-unknown-linux-musl/release/initrd-tool \
+  cargo bench --locked -p luks --bench unlock
 cargo run --locked -p vm-tests --release -- bench-rollback --quick
 
 passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')

@@ -112,7 +112,24 @@ fn cpu_times() -> (Duration, Duration) {
     (ticks(0) + ticks(1), ticks(2) + ticks(3))
 }
 
-fn time_ours(img: &Path) -> Result<Sample, String> {
+/// `initrd-tool luks open-test IMG --key-file PASS`, as a process like cryptsetup's, when
+/// LETHE_INITRD_TOOL names the binary; else the library call in this process.
+fn time_ours(img: &Path, pass: &Path) -> Result<Sample, String> {
+    if let Some(tool) = std::env::var_os("LETHE_INITRD_TOOL") {
+        let (_, cpu0) = cpu_times();
+        let start = Instant::now();
+        let status = Command::new(&tool)
+            .args([OsStr::new("luks"), OsStr::new("open-test"), img.as_os_str()])
+            .args([OsStr::new("--key-file"), pass.as_os_str()])
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("{}: {e}", Path::new(&tool).display()))?;
+        let wall = start.elapsed();
+        if !status.success() {
+            return Err(format!("initrd-tool luks open-test {}: {status}", img.display()));
+        }
+        return Ok(Sample { wall, cpu: cpu_times().1.saturating_sub(cpu0) });
+    }
     let (cpu0, _) = cpu_times();
     let start = Instant::now();
     let header = luks::header::read_path(img).map_err(|e| e.to_string())?;
@@ -163,7 +180,11 @@ fn run() -> Result<(), String> {
     let pass = dir.join("pass");
     std::fs::write(&pass, PASS).map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("keyslot unlock, median of {runs} (this machine: {cpus} CPUs)");
+    let ours = match std::env::var_os("LETHE_INITRD_TOOL") {
+        Some(t) => format!("`{} luks open-test`", Path::new(&t).display()),
+        None => "luks::unlock::open in process (LETHE_INITRD_TOOL=BINARY times initrd-tool)".to_owned(),
+    };
+    println!("keyslot unlock, median of {runs} (this machine: {cpus} CPUs); lethe: {ours}");
     // Wall time is what a boot waits; CPU time (all threads) is the cost, and the steadier
     // figure when other work shares the machine.
     println!(
@@ -186,7 +207,7 @@ fn run() -> Result<(), String> {
         let mut theirs = Vec::new();
         // Interleaved, so both sides see the same machine state.
         for _ in 0..runs {
-            ours.push(time_ours(&img)?);
+            ours.push(time_ours(&img, &pass)?);
             theirs.push(time_cryptsetup(&img, &pass)?);
         }
         let (o, t) = (median(&ours), median(&theirs));
