@@ -25,10 +25,10 @@ use crate::keyfile::{self, KeyFileSpec, Region};
 use crate::log;
 
 /// Modules an image with LUKS devices carries and stage 1 loads before unlocking: device-mapper,
-/// dm-crypt and the ciphers LUKS uses by default (the kernel asks for others through the
-/// `modprobe` applet). Those not in the kernel's module tree are built in or absent.
-pub const KERNEL_MODULES: [&str; 7] =
-    ["dm_mod", "dm_crypt", "xts", "essiv", "aesni_intel", "cbc", "sha256_generic"];
+/// dm-crypt and the ciphers LUKS uses by default (xts needs ecb; the kernel asks for others
+/// through the `modprobe` applet). Those not in the kernel's module tree are built in or absent.
+pub const KERNEL_MODULES: [&str; 8] =
+    ["dm_mod", "dm_crypt", "xts", "ecb", "essiv", "aesni_intel", "cbc", "sha256_generic"];
 
 /// How long a LUKS device may take to appear unless the config says.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
