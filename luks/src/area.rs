@@ -418,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn every_cipher_wipes_its_key_schedule_on_drop() {
+        // A key schedule is key material: each cipher an area key is expanded into must wipe
+        // it when dropped (for serpent and twofish only with their own `zeroize` feature).
+        fn wiped_on_drop<T: cipher::zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Aes128>();
+        wiped_on_drop::<Aes192>();
+        wiped_on_drop::<Aes256>();
+        wiped_on_drop::<Serpent>();
+        wiped_on_drop::<Twofish>();
+    }
+
+    #[test]
     fn wrong_key_sizes_and_partial_sectors_are_errors() {
         let err = decrypt("aes-cbc-plain", &key(20), &mut ciphertext()).unwrap_err();
         assert_eq!(err, AreaError::KeySize { spec: "aes-cbc-plain".into(), key_size: 20 });
