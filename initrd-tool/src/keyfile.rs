@@ -139,7 +139,11 @@ fn from_initramfs(spec: &KeyFileSpec, roots: &Roots) -> Result<Secret, KeyFileEr
         _ => path.clone(),
     };
     let open_err = |source| KeyFileError::Open { path: path.clone(), device: None, source };
-    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOCTTY;
+    // NONBLOCK: a FIFO at the path must not hang stage 1 (it is refused just below).
+    let flags = rustix::fs::OFlags::RDONLY
+        | rustix::fs::OFlags::CLOEXEC
+        | rustix::fs::OFlags::NOCTTY
+        | rustix::fs::OFlags::NONBLOCK;
     let fd = rustix::fs::open(&node, flags, rustix::fs::Mode::empty()).map_err(|e| open_err(e.into()))?;
     let mut file = File::from(fd);
     let ft = file.metadata().map_err(open_err)?.file_type();

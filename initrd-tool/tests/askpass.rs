@@ -309,6 +309,19 @@ fn backspace_and_ctrl_u_edit_the_line() {
 }
 
 #[test]
+fn backspace_removes_a_whole_utf8_character() {
+    let pty = Pty::open();
+    let dir = AgentDir::new();
+    let asking = ask_in_thread(request(Some(&pty.path), &dir, 3), "grüße");
+    pty.wait_for(PROMPT, 1);
+    // "grüß€" then one backspace takes the three bytes of the euro sign, not one of them.
+    pty.type_("grüß€\x7fe\n".as_bytes());
+    let (result, seen) = outcome(asking);
+    assert_eq!(result.expect("accepted"), "grüße");
+    assert_eq!(seen, ["grüße"]);
+}
+
+#[test]
 fn a_passphrase_longer_than_the_limit_is_refused_not_cut() {
     let pty = Pty::open();
     let dir = AgentDir::new();

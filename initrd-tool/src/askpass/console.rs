@@ -136,7 +136,14 @@ impl Console {
                 if self.excess > 0 {
                     self.excess -= 1;
                 } else {
-                    self.line.pop();
+                    // One character, as the terminal showed it: a UTF-8 lead byte and its
+                    // continuation bytes.
+                    while let Some(&last) = self.line.as_bytes().last() {
+                        self.line.pop();
+                        if last & 0xC0 != 0x80 {
+                            break;
+                        }
+                    }
                 }
                 None
             }

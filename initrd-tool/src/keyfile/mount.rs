@@ -46,7 +46,9 @@ impl KeyMount {
         let mut last =
             MountFailure::Mount { fs_type: "", source: io::Error::other("no file-system type to try") };
         for &fs_type in fs_types {
-            match rustix::mount::mount(node, &km.dir, fs_type, FLAGS, None) {
+            // A read-only ext3/4 mount still replays a dirty journal, writing to the stick.
+            let data = matches!(fs_type, "ext3" | "ext4").then_some(c"noload");
+            match rustix::mount::mount(node, &km.dir, fs_type, FLAGS, data) {
                 Ok(()) => {
                     log::debug(&format!(
                         "mounted {} ({fs_type}) read-only on {}",
@@ -58,7 +60,14 @@ impl KeyMount {
                         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                         Mode::empty(),
                     );
-                    km.root = Some(root.map_err(|e| MountFailure::Mount { fs_type, source: e.into() })?);
+                    match root {
+                        Ok(root) => km.root = Some(root),
+                        Err(e) => {
+                            // Drop unmounts only what it holds a root for: detach this one here.
+                            let _ = rustix::mount::unmount(&km.dir, UnmountFlags::DETACH);
+                            return Err(MountFailure::Mount { fs_type, source: e.into() });
+                        }
+                    }
                     return Ok(km);
                 }
                 Err(e) => last = MountFailure::Mount { fs_type, source: e.into() },

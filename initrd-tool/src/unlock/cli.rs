@@ -262,7 +262,15 @@ fn key_command(k: &KeyArgs, print_key: bool) -> ExitCode {
                 format!("Enter passphrase for {what}"),
                 3,
             );
-            let request = askpass::Request { console: Some(PathBuf::from("/dev/tty")), ..request };
+            // The terminal only, as cryptsetup: the ask file goes to a private directory that no
+            // agent watches, so no desktop prompt pops up for a command typed in a shell.
+            let private = std::env::temp_dir().join(format!("lethe-luks-ask-{}", std::process::id()));
+            let _ = std::fs::create_dir(&private);
+            let request = askpass::Request {
+                console: Some(PathBuf::from("/dev/tty")),
+                agent_dir: private.clone(),
+                ..request
+            };
             let mut result = None;
             let mut verify = |p: &Secret| match luks::unlock::open(&header, &mut dev, p.as_bytes(), &opts) {
                 Err(UnlockError::WrongKey { .. }) => Verdict::Reject("wrong passphrase".to_owned()),
@@ -271,7 +279,9 @@ fn key_command(k: &KeyArgs, print_key: bool) -> ExitCode {
                     Verdict::Accept
                 }
             };
-            if let Err(e) = askpass::ask(&request, &mut verify) {
+            let asked = askpass::ask(&request, &mut verify);
+            let _ = std::fs::remove_dir_all(&private);
+            if let Err(e) = asked {
                 eprintln!("luks: {e}");
                 return ask_failed(&e);
             }
