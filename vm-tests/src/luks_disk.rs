@@ -35,10 +35,12 @@ pub const UNLOCK_OK: &str = "lethe: unlock ok";
 /// The reference's binary (cryptsetup-bin).
 pub const CRYPTSETUP: &str = "/usr/sbin/cryptsetup";
 
-/// The kernel modules dm-crypt needs for aes-xts-plain64. Nothing in the
-/// initramfs loads crypto templates on demand (the kernel's modprobe
+/// The kernel modules dm-crypt needs for aes-xts-plain64. Nothing in a
+/// busybox guest loads crypto templates on demand (the kernel's modprobe
 /// helper is absent), so xts is loaded up front; aesni_intel is the fast
-/// AES (the generic one is built in).
+/// AES (the generic one is built in). lethe's configs name them too,
+/// though its mkinitrd and stage 1 add dm-crypt's modules themselves for a
+/// luks section.
 pub const DM_CRYPT_MODULES: [&str; 4] = ["dm_mod", "dm_crypt", "xts", "aesni_intel"];
 /// What mounting the vfat stick needs: the file system and the code pages
 /// Debian's kernel defaults to (cp437 for short names, ascii as iocharset,
