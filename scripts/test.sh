@@ -42,7 +42,7 @@ section "benchmarks"
 cargo bench --locked -p persist-bind --bench apply -- --quick
 cargo bench --locked -p rollback --bench rollback -- --quick
 # Keyslot unlock against cryptsetup on the same headers (argon2id 1 GiB, pbkdf2-sha256 1M).
-LETHE_INITRD_TOOL=target/x86_64-unknown-linux-musl/release/initrd-tool \
+LETHE_INITRD_TOOL="$PWD/target/x86_64-unknown-linux-musl/release/initrd-tool" \
   cargo bench --locked -p luks --bench unlock
 cargo run --locked -p vm-tests --release -- bench-rollback --quick
 
