@@ -21,6 +21,8 @@ pub struct Cmdline {
     pub resume_offset: Option<u64>,
     /// `noresume`: never resume from an image, whatever `resume=` says.
     pub noresume: bool,
+    /// Every `ip=`, in order: the network stage 1 brings up (they replace the config's `network.ip`).
+    pub ip: Vec<String>,
 }
 
 impl Cmdline {
@@ -42,6 +44,7 @@ impl Cmdline {
                 ("resume", Some(v)) if !v.is_empty() => c.resume = Some(v),
                 ("resume_offset", Some(v)) => c.resume_offset = v.parse().ok(),
                 ("noresume", None) => c.noresume = true,
+                ("ip", Some(v)) => c.ip.push(v),
                 ("lethe.log", Some(v)) => c.debug = v == "debug",
                 ("lethe.shell", v) => c.shell = truthy(v.as_deref()),
                 ("lethe.dry-run", v) => c.dry_run = truthy(v.as_deref()),
@@ -126,5 +129,14 @@ mod tests {
         let c = Cmdline::parse("resume=/dev/vda2 noresume");
         assert_eq!((c.noresume, c.resume_offset), (true, None));
         assert_eq!(Cmdline::parse("resume_offset=x").resume_offset, None);
+    }
+
+    /// `ip=` may be given more than once (one per interface, as dracut allows); all are kept in order.
+    #[test]
+    fn keeps_every_ip_value_in_order() {
+        let c =
+            Cmdline::parse("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off ip=eth1:dhcp init=/init -- ip=x");
+        assert_eq!(c.ip, ["10.0.2.15::10.0.2.2:255.255.255.0::eth0:off", "eth1:dhcp"]);
+        assert!(Cmdline::parse("ipv6.disable=1").ip.is_empty());
     }
 }
