@@ -19,6 +19,7 @@ pub fn run(h: &Harness, runs: usize, compare_debian: bool) -> Result<(Bench, Vec
         scenario: Scenario::PlainTmpfs,
         boots: Vec::new(),
         findings: Vec::new(),
+        notes: Vec::new(),
         initramfs_bytes: Some(m.initramfs_bytes),
     };
     for n in 1..=runs {

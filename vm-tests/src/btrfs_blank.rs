@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::artifacts::{self, InitrdSpec};
 use crate::error::{self, Context, Error, Result};
-use crate::expect::{EPHEMERAL_MARKER, Kind, PathExpectation};
+use crate::expect::{EPHEMERAL_MARKER, Expectations, Kind, PathExpectation};
 use crate::harness::Harness;
 use crate::machine::{self, BOOT_COUNTER, MACHINE_ID, USER_FILE};
 use crate::scenarios::{self, ScenarioResult};
@@ -47,50 +47,66 @@ pub fn btrfs_config() -> serde_json::Value {
     c
 }
 
-/// btrfs-blank: the image made on the host, two boots, then the host's
-/// view of the subvolumes.
-pub fn btrfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Result<()> {
-    let dir = h.dir("btrfs-blank")?;
+/// What stage 2 checks on each boot: the plain machine's, with /, /nix and /persist on the
+/// BTRFS subvolumes, and the blank root's file.
+pub fn expectations() -> Expectations {
     let mut expect = machine::plain_expectations();
     for (target, subvol) in [("/", "@root"), ("/nix", "@nix"), ("/persist", "@persist")] {
         expect = machine::remount(expect, target, "btrfs", &["rw", &format!("subvol=/{subvol}")]);
     }
     expect.paths.push(PathExpectation::new(BLANK_FILE, Kind::File).owned(0, 0, 0o644).content("blank\n"));
-    let nix = machine::nix_staging(h, &dir, &expect)?;
-    let persist = machine::persist_staging(&dir)?;
+    expect
+}
 
-    let image = dir.join("btrfs.img");
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(IMAGE_MIB << 20))
-        .context(|| error::at(&image, "cannot create"))?;
-    mkfs_btrfs(&image)?;
+/// The BTRFS made on the host: @root (holding only /etc/lethe-blank), its read-only snapshot
+/// @blank, and @nix and @persist filled for `expect`, in a new `mib`-MiB file `image`.
+/// Returns @blank's state, for [`check_after`].
+pub fn make_image(
+    h: &Harness,
+    dir: &Path,
+    expect: &Expectations,
+    image: &Path,
+    mib: u64,
+) -> Result<BlankState> {
+    let nix = machine::nix_staging(h, dir, expect)?;
+    let persist = machine::persist_staging(dir)?;
+    std::fs::File::create(image)
+        .and_then(|f| f.set_len(mib << 20))
+        .context(|| error::at(image, "cannot create"))?;
+    mkfs_btrfs(image)?;
     let mnt = dir.join("mnt");
-    let blank_before = {
-        let top = LoopMount::new(&image, &mnt, false)?;
-        let subvolumes: Vec<PathBuf> = SUBVOLUMES.iter().map(|s| top.dir.join(s)).collect();
-        for s in &subvolumes {
-            btrfs(&["subvolume", "create"], &[s])?;
-        }
-        // The blank root: /etc/lethe-blank; root's modes whatever the umask.
-        let etc = top.dir.join("@root/etc");
-        std::fs::create_dir(&etc).context(|| error::at(&etc, "cannot create"))?;
-        let blank_file = top.dir.join("@root").join(BLANK_FILE.trim_start_matches('/'));
-        std::fs::write(&blank_file, "blank\n").context(|| error::at(&blank_file, "cannot write"))?;
-        let modes = subvolumes.iter().map(|s| (s, 0o755)).chain([(&etc, 0o755), (&blank_file, 0o644)]);
-        for (p, mode) in modes {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                .context(|| error::at(p, "cannot chmod"))?;
-        }
-        btrfs(&["subvolume", "snapshot", "-r"], &[&top.dir.join("@root"), &top.dir.join("@blank")])?;
-        for (staging, sub) in [(&nix, "@nix"), (&persist, "@persist")] {
-            let mut src = staging.path().as_os_str().to_owned();
-            src.push("/.");
-            error::run(Command::new("cp").arg("-a").arg(src).arg(top.dir.join(sub)))?;
-        }
-        let state = Subvolume::read(&top.dir.join("@blank"))?;
-        top.unmount()?;
-        state
-    };
+    let top = LoopMount::new(image, &mnt, false)?;
+    let subvolumes: Vec<PathBuf> = SUBVOLUMES.iter().map(|s| top.dir.join(s)).collect();
+    for s in &subvolumes {
+        btrfs(&["subvolume", "create"], &[s])?;
+    }
+    // The blank root: /etc/lethe-blank; root's modes whatever the umask.
+    let etc = top.dir.join("@root/etc");
+    std::fs::create_dir(&etc).context(|| error::at(&etc, "cannot create"))?;
+    let blank_file = top.dir.join("@root").join(BLANK_FILE.trim_start_matches('/'));
+    std::fs::write(&blank_file, "blank\n").context(|| error::at(&blank_file, "cannot write"))?;
+    let modes = subvolumes.iter().map(|s| (s, 0o755)).chain([(&etc, 0o755), (&blank_file, 0o644)]);
+    for (p, mode) in modes {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .context(|| error::at(p, "cannot chmod"))?;
+    }
+    btrfs(&["subvolume", "snapshot", "-r"], &[&top.dir.join("@root"), &top.dir.join("@blank")])?;
+    for (staging, sub) in [(&nix, "@nix"), (&persist, "@persist")] {
+        let mut src = staging.path().as_os_str().to_owned();
+        src.push("/.");
+        error::run(Command::new("cp").arg("-a").arg(src).arg(top.dir.join(sub)))?;
+    }
+    let state = Subvolume::read(&top.dir.join("@blank"))?;
+    top.unmount()?;
+    Ok(BlankState(state))
+}
+
+/// btrfs-blank: the image made on the host, two boots, then the host's
+/// view of the subvolumes.
+pub fn btrfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Result<()> {
+    let dir = h.dir("btrfs-blank")?;
+    let image = dir.join("btrfs.img");
+    let blank_before = make_image(h, &dir, &expectations(), &image, IMAGE_MIB)?;
 
     let initrd = dir.join("initrd.img");
     let config = btrfs_config();
@@ -104,15 +120,23 @@ pub fn btrfs_blank(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> R
     if !scenarios::boot_twice_resetting(h, r, &initrd, &disks, echo, "re-creating @root from @blank")? {
         return Ok(()); // a boot that did not reach stage 2 would only repeat itself
     }
+    check_after(r, &image, &dir.join("mnt"), &blank_before)
+}
 
-    let top = LoopMount::new(&image, &mnt, true)?;
-    check_after(r, &top.dir, &blank_before)?;
+/// @blank's state before the boots.
+#[derive(Debug)]
+pub struct BlankState(Subvolume);
+
+/// The host's view of `image` (mounted read-only at `mnt`) after two boots: the top level,
+/// the old roots, @blank unchanged since `before`, and the persisted files.
+pub fn check_after(r: &mut ScenarioResult, image: &Path, mnt: &Path, before: &BlankState) -> Result<()> {
+    let top = LoopMount::new(image, mnt, true)?;
+    check_top(r, &top.dir, &before.0)?;
     top.unmount()
 }
 
-/// The host's view after two boots: the top level, the old roots, @blank
-/// and the persisted files.
-fn check_after(r: &mut ScenarioResult, top: &Path, blank_before: &Subvolume) -> Result<()> {
+/// The top level after two boots: the old roots, @blank and the persisted files.
+fn check_top(r: &mut ScenarioResult, top: &Path, blank_before: &Subvolume) -> Result<()> {
     let names = dir_names(top)?;
     let want: Vec<String> =
         ["@blank", "@nix", OLD_ROOTS, "@persist", "@root"].iter().map(|s| s.to_string()).collect();

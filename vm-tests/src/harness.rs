@@ -94,6 +94,22 @@ impl Harness {
         input: &[ConsoleInput],
         echo: Option<&str>,
     ) -> Result<Boot> {
+        self.boot_networked(label, initrd, disks, cmdline, input, None, echo)
+    }
+
+    /// [`Harness::boot_typing`] with a NIC whose port 22 is forwarded to `ssh_port` on
+    /// 127.0.0.1 (QEMU's user network), when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn boot_networked(
+        &self,
+        label: &str,
+        initrd: &Path,
+        disks: &[PathBuf],
+        cmdline: &str,
+        input: &[ConsoleInput],
+        ssh_port: Option<u16>,
+        echo: Option<&str>,
+    ) -> Result<Boot> {
         if echo.is_some() {
             println!("\n---- {label}: serial console ----");
         }
@@ -107,6 +123,7 @@ impl Harness {
             memory_mib: GUEST_MEMORY_MIB,
             timeout: self.timeout,
             echo: echo.map(str::to_owned),
+            ssh_port,
         };
         qemu::boot_typing(&spec, input)
     }

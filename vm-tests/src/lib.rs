@@ -22,6 +22,8 @@ pub mod mountinfo;
 pub mod qemu;
 pub mod report;
 pub mod scenarios;
+pub mod ssh_client;
+pub mod ssh_unlock;
 pub mod stage2;
 pub mod zfs;
 pub mod zfs_luks_blank;

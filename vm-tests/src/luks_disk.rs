@@ -463,6 +463,8 @@ mod tests {
     fn boot_typing(console: &[&str], typed: &[(&str, usize)]) -> Boot {
         Boot {
             console: console.iter().map(|l| l.to_string()).collect(),
+            line_at: vec![std::time::Duration::ZERO; console.len()],
+            started: std::time::Instant::now(),
             outcome: Outcome::TimedOut,
             elapsed: std::time::Duration::ZERO,
             typed: typed

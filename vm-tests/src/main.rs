@@ -149,6 +149,9 @@ fn print_result(r: &ScenarioResult, shown: bool) {
     for (label, b) in &r.boots {
         println!("  {label}: {} [{:.1} s host]", b.summary(), b.elapsed.as_secs_f64());
     }
+    for n in &r.notes {
+        println!("  {n}");
+    }
     if r.passed() {
         println!("  PASS {}", r.scenario.name());
         return;

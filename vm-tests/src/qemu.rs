@@ -41,6 +41,9 @@ pub struct BootSpec {
     pub timeout: Duration,
     /// Print console lines as they arrive (after `prefix`).
     pub echo: Option<String>,
+    /// A virtio NIC on QEMU's user network, the guest's port 22 forwarded to this port on
+    /// 127.0.0.1 only; `None`: no network at all.
+    pub ssh_port: Option<u16>,
 }
 
 /// How a boot ended.
@@ -109,6 +112,10 @@ pub struct Typed {
 #[derive(Debug, Clone)]
 pub struct Boot {
     pub console: Vec<String>,
+    /// When each console line arrived: host time since QEMU's start.
+    pub line_at: Vec<Duration>,
+    /// When QEMU was started.
+    pub started: Instant,
     pub outcome: Outcome,
     /// Host time from QEMU's start to the outcome.
     pub elapsed: Duration,
@@ -118,6 +125,12 @@ pub struct Boot {
 }
 
 impl Boot {
+    /// When the first console line containing `needle` arrived.
+    pub fn line_time(&self, needle: &str) -> Option<Instant> {
+        let i = self.console.iter().position(|l| l.contains(needle))?;
+        Some(self.started + *self.line_at.get(i)?)
+    }
+
     /// Whether any console line contains `needle`.
     pub fn console_has(&self, needle: &str) -> bool {
         self.console.iter().any(|l| l.contains(needle))
@@ -193,6 +206,12 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
     for d in &spec.disks {
         cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", d.display()));
     }
+    if let Some(port) = spec.ssh_port {
+        // The guest sees QEMU's usual 10.0.2.0/24 with a DHCP server at 10.0.2.2; nothing but
+        // the one forwarded port reaches it, and only from this machine.
+        cmd.args(["-netdev", &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22")])
+            .args(["-device", "virtio-net-pci,netdev=net0"]);
+    }
     let stdin = if input.is_empty() { Stdio::null() } else { Stdio::piped() };
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
@@ -202,8 +221,14 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
     let typist = Typist::new(child.stdin.take(), input.to_vec(), start);
     let events = read_console(child.stdout.take(), typist);
     let stderr = read_all(child.stderr.take());
-    let mut reader =
-        ConsoleReader { events, console: Vec::new(), typed: Vec::new(), echo: spec.echo.clone() };
+    let mut reader = ConsoleReader {
+        events,
+        console: Vec::new(),
+        line_at: Vec::new(),
+        start,
+        typed: Vec::new(),
+        echo: spec.echo.clone(),
+    };
     let outcome = watch(&mut reader, start + spec.timeout);
     // Stopping QEMU (a no-op when it has exited); the pipes then close.
     let _ = child.kill();
@@ -221,7 +246,14 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
             Outcome::Exited { status }
         }
     };
-    Ok(Boot { console: reader.console, outcome, elapsed: start.elapsed(), typed: reader.typed })
+    Ok(Boot {
+        console: reader.console,
+        line_at: reader.line_at,
+        started: start,
+        outcome,
+        elapsed: start.elapsed(),
+        typed: reader.typed,
+    })
 }
 
 /// What the console thread hands on.
@@ -235,6 +267,8 @@ enum Event {
 struct ConsoleReader {
     events: mpsc::Receiver<Event>,
     console: Vec<String>,
+    line_at: Vec<Duration>,
+    start: Instant,
     typed: Vec<Typed>,
     echo: Option<String>,
 }
@@ -252,6 +286,7 @@ impl ConsoleReader {
                         println!("{prefix}{line}");
                     }
                     self.console.push(line.clone());
+                    self.line_at.push(self.start.elapsed());
                     return Ok(line);
                 }
                 Ok(Event::Typed(label, at)) => {
@@ -504,7 +539,14 @@ mod tests {
         for l in lines {
             tx.send(Event::Line(l.to_string())).unwrap();
         }
-        ConsoleReader { events: rx, console: Vec::new(), typed: Vec::new(), echo: None }
+        ConsoleReader {
+            events: rx,
+            console: Vec::new(),
+            line_at: Vec::new(),
+            start: Instant::now(),
+            typed: Vec::new(),
+            echo: None,
+        }
     }
 
     #[test]

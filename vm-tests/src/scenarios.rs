@@ -32,10 +32,11 @@ pub enum Scenario {
     ZfsLuksBlank,
     BtrfsTmpfsUsbkey,
     DmCrypt,
+    SshUnlock,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::PlainTmpfs,
         Scenario::BadConfig,
         Scenario::MissingDevice,
@@ -46,6 +47,7 @@ impl Scenario {
         Scenario::ZfsLuksBlank,
         Scenario::BtrfsTmpfsUsbkey,
         Scenario::DmCrypt,
+        Scenario::SshUnlock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Scenario {
             Scenario::ZfsLuksBlank => "zfs-luks-blank",
             Scenario::BtrfsTmpfsUsbkey => "btrfs-tmpfs-usbkey",
             Scenario::DmCrypt => "dm-crypt",
+            Scenario::SshUnlock => "ssh-unlock",
         }
     }
 
@@ -90,6 +93,9 @@ impl Scenario {
             Scenario::BtrfsTmpfsUsbkey => {
                 "LUKS2 opened by a key file on a vfat stick (UUID=), BTRFS subvolumes, 2G tmpfs root; two boots with the stick, one typing the passphrase after its timeout, one with two wrong ones first"
             }
+            Scenario::SshUnlock => {
+                "LUKS2 + BTRFS @root from @blank unlocked by the host's OpenSSH client (forwarded port on 127.0.0.1): wrong key, password, command, subsystem, forwarding refused; stdin and terminal; static ip= and DHCP; two boots"
+            }
             Scenario::DmCrypt => {
                 "lethe's dm-crypt activation against cryptsetup's in a busybox guest: LUKS2, 4K sectors with every flag, LUKS1 essiv, detached header; keyring, udev entry, read-only, close"
             }
@@ -102,8 +108,13 @@ impl Scenario {
 
     /// Runs the scenario; `echo` prints every console live.
     pub fn run(self, h: &Harness, echo: Option<&str>) -> ScenarioResult {
-        let mut r =
-            ScenarioResult { scenario: self, boots: Vec::new(), findings: Vec::new(), initramfs_bytes: None };
+        let mut r = ScenarioResult {
+            scenario: self,
+            boots: Vec::new(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+            initramfs_bytes: None,
+        };
         let done = match self {
             Scenario::PlainTmpfs => plain_tmpfs(h, echo, &mut r),
             Scenario::BadConfig => bad_config(h, echo, &mut r),
@@ -115,6 +126,7 @@ impl Scenario {
             Scenario::ZfsLuksBlank => crate::zfs_luks_blank::zfs_luks_blank(h, echo, &mut r),
             Scenario::BtrfsTmpfsUsbkey => crate::btrfs_tmpfs_usbkey::btrfs_tmpfs_usbkey(h, echo, &mut r),
             Scenario::DmCrypt => crate::dm_crypt::dm_crypt(h, echo, &mut r),
+            Scenario::SshUnlock => crate::ssh_unlock::ssh_unlock(h, echo, &mut r),
         };
         if let Err(e) = done {
             r.findings.push(format!("harness error: {e}"));
@@ -131,6 +143,8 @@ pub struct ScenarioResult {
     pub boots: Vec<(String, Boot)>,
     /// Failed checks; empty when the scenario passed.
     pub findings: Vec<String>,
+    /// Figures worth printing whether or not it passed (`boot 1: passphrase sent -> switch_root 812 ms`).
+    pub notes: Vec<String>,
     /// The size of the (last) initramfs built.
     pub initramfs_bytes: Option<u64>,
 }
