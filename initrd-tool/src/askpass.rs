@@ -164,7 +164,7 @@ pub fn ask_with<'s>(
                 Ok(Input::Invalid(reason)) => reason,
                 Ok(Input::Answer(pass)) => match verify(&pass) {
                     Verdict::Accept => {
-                        log::debug(&format!("{}: the passphrase from {name} was accepted", req.id));
+                        log::info(&format!("{}: the passphrase from {name} was accepted", req.id));
                         return Ok(pass);
                     }
                     Verdict::Reject(reason) => reason,
