@@ -45,6 +45,12 @@ cargo bench --locked -p rollback --bench rollback -- --quick
 LETHE_INITRD_TOOL="$PWD/target/x86_64-unknown-linux-musl/release/initrd-tool" \
   cargo bench --locked -p luks --bench unlock
 cargo run --locked -p vm-tests --release -- bench-rollback --quick
+# What the SSH unlock server (russh, tokio) adds to the static binary.
+cargo build --locked --release --target x86_64-unknown-linux-musl -p initrd-tool --no-default-features \
+  --target-dir target/no-default-features
+printf '  initrd-tool %9d bytes with the ssh feature (default), %d bytes without\n' \
+  "$(stat -c %s target/x86_64-unknown-linux-musl/release/initrd-tool)" \
+  "$(stat -c %s target/no-default-features/x86_64-unknown-linux-musl/release/initrd-tool)"
 
 passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep '^test result' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
