@@ -11,9 +11,10 @@ set -euo pipefail
 # cryptsetup is the oracle for the LUKS tests (luksFormat, luksDump
 # --dump-volume-key); dmsetup and keyutils check mappings inside the guests.
 # The SSH unlock is tested with the real OpenSSH client, and its DHCP client
-# against dnsmasq in network namespaces (iproute2).
+# against dnsmasq in network namespaces (iproute2). musl-gcc compiles the C
+# and assembly parts of ring (russh's AES-GCM) for the static build.
 packages=(util-linux mount coreutils findutils gcc libc6-dev binutils git xz-utils ca-certificates curl fdisk gdisk
-  cryptsetup-bin dmsetup keyutils systemd tar openssh-client dnsmasq-base iproute2)
+  cryptsetup-bin dmsetup keyutils systemd tar openssh-client dnsmasq-base iproute2 musl-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
