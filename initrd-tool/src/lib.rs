@@ -17,6 +17,8 @@ pub mod mkinitrd;
 pub mod modprobe;
 pub mod mountopts;
 pub mod probe;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 pub mod switch_root;
 pub mod udev_db;
 pub mod unlock;

@@ -13,6 +13,7 @@ applets:
   unlock          open the config's LUKS devices (key file, passphrase, ask-password)
   luks            dump a LUKS header, test a key, recover a volume key, close a mapping
   modprobe        load a kernel module by name or alias (the kernel's request_module helper)
+  ssh             SSH unlock server: `ssh keygen` makes its host key (`ssh serve` is started by unlock)
   check-config    validate a lethe config file (exit 2 with JSON-path errors)
   mkinitrd        build an initramfs around this binary";
 
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
         Some("unlock") => initrd_tool::unlock::cli::unlock_main(args),
         Some("luks") => initrd_tool::unlock::cli::luks_main(args),
         Some("modprobe") => initrd_tool::modprobe::main(args),
+        #[cfg(feature = "ssh")]
+        Some("ssh") => initrd_tool::ssh::cli::main(args),
         Some("check-config") => check_config(&args[1..]),
         Some("mkinitrd") => initrd_tool::mkinitrd::main(args),
         Some("--help" | "-h" | "help") => {
