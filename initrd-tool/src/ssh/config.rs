@@ -128,7 +128,7 @@ mod tests {
             (22, 3, 30, 4, 300)
         );
         assert!(s.validate().is_empty());
-        assert_eq!(s.authorized().contains(&keys::parse_authorized_key(KEY).unwrap()), true);
+        assert!(s.authorized().contains(&keys::parse_authorized_key(KEY).unwrap()));
     }
 
     #[test]
