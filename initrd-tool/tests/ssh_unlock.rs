@@ -460,6 +460,22 @@ fn connections_beyond_the_cap_are_closed_at_once() {
     drop(first);
 }
 
+/// After maxAuthTries failures a connection is cut, even when its next key is the right one.
+#[test]
+fn authentication_failures_per_connection_are_limited() {
+    if !can_run("authentication_failures_per_connection_are_limited") {
+        return;
+    }
+    let f = Fixture::new(r#""maxAuthTries": 1, "#);
+    let _server = f.spawn();
+    let client = f.dir.join("client");
+    // The stranger's key first, then the authorized one, on one connection.
+    let out = f.ssh("stranger", &["-i", client.to_str().unwrap(), "127.0.0.1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("Too many authentication attempts"), "{stderr}");
+}
+
 /// Beyond maxAuthPerMinute (all connections together), even the right key is refused.
 #[test]
 fn authentication_attempts_per_minute_are_limited() {

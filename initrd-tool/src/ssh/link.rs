@@ -64,6 +64,8 @@ pub enum DecodeError {
     Trailing(usize),
     #[error("a text field is not UTF-8")]
     NotUtf8,
+    #[error("a text field of {0} bytes, more than {MAX_TEXT}")]
+    TextTooLong(usize),
     #[error("a presence byte is {0}, not 0 or 1")]
     BadFlag(u8),
     #[error("a passphrase longer than {MAX_PASSPHRASE} bytes")]
@@ -154,6 +156,9 @@ impl<'a> Reader<'a> {
     fn text(&mut self) -> Result<String, DecodeError> {
         let b = self.take(2)?;
         let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+        if len > MAX_TEXT {
+            return Err(DecodeError::TextTooLong(len));
+        }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8)
     }
@@ -336,6 +341,9 @@ mod tests {
         assert_eq!(ToServer::decode(&[tag::REJECTED, 0, 0, 0, 1, 2, 0, 0, 0]), Err(DecodeError::BadFlag(2)));
         assert_eq!(ToServer::decode(&[tag::FINISHED, 0, 0, 0, 1, 9]), Err(DecodeError::BadFlag(9)));
         assert_eq!(ToParent::decode(&[tag::READY, 1]), Err(DecodeError::Trailing(1)));
+        let mut long = vec![tag::FAILED, 0x04, 0x01];
+        long.extend([b'a'; 1025]);
+        assert_eq!(ToParent::decode(&long), Err(DecodeError::TextTooLong(1025)));
         assert_eq!(ToParent::decode(&[tag::TOO_LONG, 0, 0, 0, 1]), Err(DecodeError::Short));
         assert_eq!(ToParent::decode(&vec![tag::READY; MAX_MESSAGE + 1]), Err(DecodeError::TooLarge(2049)));
         // The server's tags are not the parent's and the other way round.

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::config::Ssh;
 use super::keys::{self, Authorized};
 use super::link::{MAX_MESSAGE, Outcome, ToParent, ToServer};
-use super::prompt::{Event, Line, Prompt};
+use super::prompt::{Event, Line, MAX_QUEUED, Prompt};
 use super::{privsep, say_tries};
 use crate::log;
 
@@ -628,6 +628,7 @@ impl Hub {
 
     fn input(&mut self, id: u32, data: &[u8]) {
         let Some(c) = self.clients.get_mut(&id) else { return };
+        let dropped = c.prompt.dropped();
         for e in c.prompt.feed(data) {
             match e {
                 Event::LineEnded if c.prompt.pty() => {
@@ -643,8 +644,8 @@ impl Hub {
                 Event::Ended => {}
             }
         }
-        if c.prompt.dropped() > 0 && !c.closed {
-            log::warn(&format!("ssh: client {id}: lines typed ahead beyond the limit were dropped"));
+        if c.prompt.dropped() > dropped {
+            log::warn(&format!("ssh: client {id}: lines typed ahead beyond {MAX_QUEUED} were dropped"));
         }
         self.pump(id);
     }
