@@ -16,6 +16,7 @@ pub mod log;
 pub mod mkinitrd;
 pub mod modprobe;
 pub mod mountopts;
+pub mod net;
 pub mod probe;
 #[cfg(feature = "ssh")]
 pub mod ssh;
