@@ -7,18 +7,18 @@
 //! else is dropped: a malformed or foreign packet never ends the wait.
 
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use rustix::io::Errno;
-use rustix::net::{self, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::net::{self, AddressFamily, SendFlags, SocketFlags, SocketType};
 
 use super::ip_param::{class_prefix, valid_hostname};
 use super::packet;
-use super::sys::SocketAddrLink;
+use super::sys::{self, SocketAddrLink};
 
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
@@ -150,8 +150,9 @@ fn lease_of(msg: &v4::Message, server: Ipv4Addr) -> Option<Lease> {
 }
 
 /// Checks a frame from the packet socket: IPv4, UDP from port 67 to 68, then [`parse_reply`].
-pub fn parse_frame(frame: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
-    let udp = packet::parse(frame)?;
+/// `udp_checksum`: false when the kernel left it uncomputed (see [`super::sys::recv_status`]).
+pub fn parse_frame(frame: &[u8], udp_checksum: bool, xid: u32, mac: [u8; 6]) -> Option<Reply> {
+    let udp = packet::parse(frame, udp_checksum)?;
     if udp.src_port != SERVER_PORT || udp.dst_port != CLIENT_PORT {
         return None;
     }
@@ -218,6 +219,7 @@ impl Raw {
         .map_err(step("open a packet socket"))?;
         net::bind(&fd, &SocketAddrLink::new(ifindex, ETH_P_IP_BE, None))
             .map_err(step("bind the packet socket"))?;
+        sys::enable_auxdata(fd.as_fd()).map_err(step("ask for the packet checksum status"))?;
         Ok(Raw { fd, ifindex })
     }
 
@@ -250,9 +252,10 @@ impl Raw {
                 return Ok(None);
             }
             wait_readable(&self.fd, left.min(SLICE))?;
-            match net::recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT) {
-                Ok((n, _)) => {
-                    if let Some(r) = parse_frame(&buf[..n], xid, mac) {
+            match sys::recv_status(self.fd.as_fd(), &mut buf) {
+                Ok((n, csum_not_ready)) => {
+                    let frame = &buf[..n.min(buf.len())];
+                    if let Some(r) = parse_frame(frame, !csum_not_ready, xid, mac) {
                         return Ok(Some(r));
                     }
                     crate::log::debug(&format!(

@@ -180,10 +180,10 @@ impl FromStr for IpParam {
                     "" => class_prefix(address),
                     m => netmask(m).map_err(|e| fail("netmask", e))?,
                 };
-                if let Some(g) = gateway {
-                    if g == address || g.is_unspecified() || g.is_broadcast() || g.is_multicast() {
-                        return Err(fail("gw-ip", format!("{g} cannot be the gateway of {address}")));
-                    }
+                if let Some(g) = gateway
+                    && (g == address || g.is_unspecified() || g.is_broadcast() || g.is_multicast())
+                {
+                    return Err(fail("gw-ip", format!("{g} cannot be the gateway of {address}")));
                 }
                 Method::Static(Static { address, prefix, gateway })
             }

@@ -81,7 +81,8 @@ pub fn build(
 
 /// The UDP datagram in an IPv4 packet, or None for anything else or anything malformed: a wrong
 /// version, header length or total length, a bad header or UDP checksum, a fragment, another protocol.
-pub fn parse(packet: &[u8]) -> Option<Udp<'_>> {
+/// `udp_checksum` false skips the UDP checksum, for packets the kernel says it left uncomputed.
+pub fn parse(packet: &[u8], udp_checksum: bool) -> Option<Udp<'_>> {
     let header = packet.get(..IPV4_HEADER)?;
     if header[0] >> 4 != 4 {
         return None;
@@ -109,7 +110,9 @@ pub fn parse(packet: &[u8]) -> Option<Udp<'_>> {
         return None;
     }
     let udp = &udp[..usize::from(udp_len)];
-    if u16::from_be_bytes([head[6], head[7]]) != 0 && checksum(&[&pseudo_header(src, dst, udp_len), udp]) != 0
+    if udp_checksum
+        && u16::from_be_bytes([head[6], head[7]]) != 0
+        && checksum(&[&pseudo_header(src, dst, udp_len), udp]) != 0
     {
         return None;
     }
@@ -133,12 +136,12 @@ mod tests {
     fn a_built_packet_parses_back() {
         let p = build(A, B, 67, 68, 7, b"hello").unwrap();
         assert_eq!(p.len(), 20 + 8 + 5);
-        let u = parse(&p).unwrap();
+        let u = parse(&p, true).unwrap();
         assert_eq!(u, Udp { src: A, dst: B, src_port: 67, dst_port: 68, payload: b"hello" });
         // Ethernet pads short frames: the bytes past the IPv4 total length are ignored.
         let mut padded = p.clone();
         padded.extend_from_slice(&[0; 20]);
-        assert_eq!(parse(&padded).unwrap().payload, b"hello");
+        assert_eq!(parse(&padded, true).unwrap().payload, b"hello");
     }
 
     #[test]
@@ -160,7 +163,7 @@ mod tests {
                 q[i] ^= 1 << bit;
                 // Either refused, or (a flip in a field the checks cannot see, e.g. TTL paired
                 // with the header checksum cannot happen with one flip) never the same datagram.
-                if let Some(u) = parse(&q) {
+                if let Some(u) = parse(&q, true) {
                     panic!("byte {i} bit {bit} passed: {u:?}");
                 }
             }
@@ -179,17 +182,22 @@ mod tests {
         };
         let mut mf = p.clone();
         mf[6] = 0x20;
-        assert_eq!(parse(&reseal(mf)), None);
+        assert_eq!(parse(&reseal(mf), true), None);
         let mut tcp = p.clone();
         tcp[9] = 6;
-        assert_eq!(parse(&reseal(tcp)), None);
+        assert_eq!(parse(&reseal(tcp), true), None);
         for n in 0..p.len() {
-            assert_eq!(parse(&p[..n]), None, "{n} bytes");
+            assert_eq!(parse(&p[..n], true), None, "{n} bytes");
         }
         // A zero UDP checksum means none was computed (RFC 768): accepted.
         let mut nosum = p.clone();
         nosum[26] = 0;
         nosum[27] = 0;
-        assert!(parse(&nosum).is_some());
+        assert!(parse(&nosum, true).is_some());
+        // A wrong UDP checksum passes only when the kernel said it left it uncomputed.
+        let mut partial = p.clone();
+        partial[26] ^= 0x5a;
+        assert_eq!(parse(&partial, true), None);
+        assert_eq!(parse(&partial, false).unwrap().payload, b"x");
     }
 }
