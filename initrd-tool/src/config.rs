@@ -45,11 +45,17 @@ pub struct Config {
     /// LUKS devices opened before the pools are imported.
     #[serde(default)]
     pub luks: Option<Luks>,
-    // Sections of later steps: refused until this build carries them out.
+    /// The SSH unlock server, asked alongside the console.
+    #[cfg(feature = "ssh")]
+    #[serde(default)]
+    pub ssh: Option<crate::ssh::config::Ssh>,
+    /// Refused: this build has no SSH server.
+    #[cfg(not(feature = "ssh"))]
     #[serde(default)]
     ssh: Option<IgnoredAny>,
+    /// The network stage 1 brings up (own-init mode; `ip=` on the command line replaces it).
     #[serde(default)]
-    network: Option<IgnoredAny>,
+    pub network: Option<crate::net::config::Network>,
     /// Pools imported before the rollback.
     #[serde(default)]
     pub pools: Option<Pools>,
@@ -185,10 +191,20 @@ impl Config {
 
     fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        for (name, present) in [("ssh", self.ssh.is_some()), ("network", self.network.is_some())] {
-            if present {
-                errors.push(err(name, "this section is not supported by this build of lethe yet"));
+        #[cfg(not(feature = "ssh"))]
+        if self.ssh.is_some() {
+            errors
+                .push(err("ssh", "this build of lethe has no SSH server (built without the `ssh` feature)"));
+        }
+        #[cfg(feature = "ssh")]
+        if let Some(s) = &self.ssh {
+            errors.extend(s.validate());
+            if self.luks.as_ref().is_none_or(|l| l.devices.is_empty()) {
+                errors.push(err("ssh", "the SSH server unlocks LUKS devices, but luks.devices is empty"));
             }
+        }
+        if let Some(n) = &self.network {
+            errors.extend(n.validate());
         }
         if let Some(l) = &self.luks {
             errors.extend(l.validate());
@@ -551,12 +567,12 @@ mod tests {
     fn errors_name_their_json_path_and_include_persistence() {
         assert_eq!(
             errors(
-                r#"{"version": 1, "ssh": {}, "root": {"fsType": "ext4"},
+                r#"{"version": 1, "network": {"ip": ["10.0.0.1:::255.0.255.0"]}, "root": {"fsType": "ext4"},
                    "mounts": {"/": {"fsType": "tmpfs"}, "rel": {"fsType": "tmpfs"}, "/x": {"fsType": "tmpfs", "device": "/dev/vda"}},
                    "persistence": {"/p": {"directories": [{"directory": "/d", "mode": "rwx"}]}}}"#
             ),
             [
-                "ssh: this section is not supported by this build of lethe yet",
+                "network.ip[0]: ip=10.0.0.1:::255.0.255.0: netmask 255.0.255.0 is not contiguous",
                 "root.device: a ext4 file system needs a device",
                 "mounts./: the root is configured in `root`, not in `mounts`",
                 "mounts./x.device: a tmpfs file system takes no device",
@@ -571,5 +587,26 @@ mod tests {
             ]
         );
         assert_eq!(errors(r#"{"version": 1, "mounts": {"/a": {"fsType": "tmpfs", "typo": 1}}}"#).len(), 1);
+    }
+
+    /// The SSH server only asks for LUKS passphrases: without devices it is a mistake, said at
+    /// check-config; with them, its section and the network's are checked like the others.
+    #[cfg(feature = "ssh")]
+    #[test]
+    fn the_ssh_server_needs_luks_devices_and_valid_keys() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbWlqEkOkvn0PFEjZ2n1pYGDnQbrFSgJ9NSo6BJ6c3z alice";
+        let ssh = format!(
+            r#""ssh": {{"hostKeys": ["/etc/lethe/ssh_host_ed25519_key"], "authorizedKeys": ["{key}"]}}"#
+        );
+        let e = errors(&format!(r#"{{"version": 1, {ssh}}}"#));
+        assert_eq!(e, ["ssh: the SSH server unlocks LUKS devices, but luks.devices is empty"]);
+        let luks = r#""luks": {"devices": {"cryptroot": {"device": "/dev/vda2"}}}"#;
+        let net = r#""network": {"ip": ["dhcp"], "keepUp": true}"#;
+        let ok = format!(r#"{{"version": 1, {ssh}, {luks}, {net}}}"#);
+        let cfg = Config::from_slice(ok.as_bytes()).expect("valid");
+        assert!(cfg.ssh.is_some() && cfg.network.is_some_and(|n| n.keep_up));
+        let bad = ok.replace("ssh-ed25519 AAAA", r#"command=\"sh\" ssh-ed25519 AAAA"#);
+        let e = errors(&bad);
+        assert!(e.len() == 1 && e[0].starts_with("ssh.authorizedKeys[0]: "), "{e:?}");
     }
 }

@@ -39,6 +39,7 @@ pub enum Step {
     Modules,
     Devices,
     Resume,
+    Network,
     Unlock,
     Import,
     Rollback,
@@ -49,12 +50,13 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::MountEarly,
         Step::Config,
         Step::Modules,
         Step::Devices,
         Step::Resume,
+        Step::Network,
         Step::Unlock,
         Step::Import,
         Step::Rollback,
@@ -71,6 +73,7 @@ impl Step {
             Step::Modules => "modules",
             Step::Devices => "devices",
             Step::Resume => "resume",
+            Step::Network => "network",
             Step::Unlock => "unlock",
             Step::Import => "import",
             Step::Rollback => "rollback",
@@ -112,6 +115,8 @@ struct Boot {
     resume_deferred: bool,
     /// Opens the LUKS devices; kept across retries so passphrases that worked are reused.
     unlocker: Option<crate::unlock::Unlocker>,
+    /// What the network step configured, taken down before switch_root.
+    net: Option<crate::net::Up>,
     timings: Timings,
 }
 
@@ -134,6 +139,7 @@ pub fn main() -> ExitCode {
         hibernation: None,
         resume_deferred: false,
         unlocker: None,
+        net: None,
         timings: Timings::start(),
     };
     let started = Instant::now();
@@ -185,6 +191,7 @@ impl Boot {
             Step::Modules => self.modules(),
             Step::Devices => self.find_devices(),
             Step::Resume => self.resume(),
+            Step::Network => self.network(),
             Step::Unlock => self.unlock(),
             Step::Import => self.import(),
             Step::Rollback => self.rollback(),
@@ -384,10 +391,22 @@ impl Boot {
                 log::info(&format!("dry run: {}: {p}", p.name));
             }
         }
+        #[cfg(feature = "ssh")]
+        let serve = cfg.ssh.is_some() && crate::unlock::Unlocker::may_ask(&plan) && !self.cmdline.dry_run;
         let unlocker =
             self.unlocker.get_or_insert_with(|| crate::unlock::Unlocker::new(crate::unlock::Env::system()));
+        #[cfg(feature = "ssh")]
+        if serve {
+            unlocker.start_ssh(Path::new("/proc/self/exe"), Path::new(config::PATH));
+        }
         let failures: Vec<String> =
             unlocker.run(&plan).into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+        // Every device is open: the server says so to its clients and exits. After a failure it
+        // stays, for the retry.
+        #[cfg(feature = "ssh")]
+        if failures.is_empty() {
+            unlocker.stop_ssh();
+        }
         if !failures.is_empty() {
             return Err(Failure::new(
                 failures.join("\n"),
@@ -623,6 +642,61 @@ impl Boot {
         Ok(())
     }
 
+    /// Brings up what `ip=` (or the config's `network.ip`) asks for, so that the SSH server can
+    /// be reached. Without it the boot goes on: the console still asks for passphrases.
+    fn network(&mut self) -> StepResult {
+        let cfg = self.config()?;
+        let fallback = crate::net::config::Network::default();
+        let net = cfg.network.as_ref().unwrap_or(&fallback);
+        let ip: Vec<&str> = self.cmdline.ip.iter().map(String::as_str).collect();
+        let params = match crate::net::params(net, &ip) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn(&format!("network: {e}; going on without the network"));
+                return Ok(());
+            }
+        };
+        if params.is_empty() || self.net.is_some() {
+            return Ok(());
+        }
+        if self.cmdline.dry_run {
+            for p in &params {
+                log::info(&format!("dry run: network: would configure ip={p}"));
+            }
+            return Ok(());
+        }
+        let timeout = net.timeout();
+        match crate::net::bring_up(&params, timeout) {
+            Ok(up) => {
+                for line in up.summary() {
+                    log::info(&format!("network: {line}"));
+                }
+                self.net = Some(up);
+            }
+            Err(e) => log::warn(&format!("network: {e}; going on without the network")),
+        }
+        Ok(())
+    }
+
+    /// Stage 2 brings up its own network: the server is stopped and the links stage 1 set up
+    /// are flushed and taken down, unless `network.keepUp`.
+    fn leave_network(&mut self) {
+        #[cfg(feature = "ssh")]
+        if let Some(u) = self.unlocker.as_mut() {
+            u.stop_ssh();
+        }
+        let Some(up) = self.net.take() else { return };
+        let keep = self.config.as_ref().and_then(|c| c.network.as_ref()).is_some_and(|n| n.keep_up);
+        if keep {
+            log::info("network: left up for stage 2 (network.keepUp)");
+            return;
+        }
+        match crate::net::take_down(up) {
+            Ok(()) => log::debug("network: links taken down before switch_root"),
+            Err(e) => log::warn(&format!("network: {e}")),
+        }
+    }
+
     fn switch_root(&mut self) -> StepResult {
         let init = self.cmdline.init.clone().unwrap_or_default();
         if let Err(e) = self.timings.write(Path::new(TIMINGS)) {
@@ -635,6 +709,7 @@ impl Boot {
                 "remove the switch from the kernel command line to boot",
             ));
         }
+        self.leave_network();
         log::info(&format!("switch_root to {SYSROOT}, exec {init}"));
         log::handover();
         let e = switch_root::switch_root(Path::new(SYSROOT), &init, &self.cmdline.init_args);

@@ -119,6 +119,11 @@ pub enum MkinitrdError {
         config.display()
     )]
     NoZpool { config: PathBuf, pools: String },
+    #[error(
+        "{}: ssh.hostKeys[{index}] is {path}, but no --file puts it in the initramfs (make one with `initrd-tool ssh keygen -f FILE` and add --file FILE:{path})",
+        config.display()
+    )]
+    NoHostKey { config: PathBuf, index: usize, path: String },
 }
 
 impl MkinitrdError {
@@ -230,6 +235,16 @@ pub fn build(opts: &Options) -> Result<Image, MkinitrdError> {
         if !carried {
             let pools = pools.zfs.keys().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
             return Err(MkinitrdError::NoZpool { config: opts.config.clone(), pools });
+        }
+    }
+    // A server without its host key would not start: the boot could only be unlocked on the console.
+    #[cfg(feature = "ssh")]
+    if let Some(ssh) = config.as_ref().and_then(|c| c.ssh.as_ref()) {
+        for (index, key) in ssh.host_keys.iter().enumerate() {
+            let path = key.to_string_lossy().into_owned();
+            if !opts.files.iter().any(|f| f.dest.trim_start_matches('/') == path.trim_start_matches('/')) {
+                return Err(MkinitrdError::NoHostKey { config: opts.config.clone(), index, path });
+            }
         }
     }
     let version = kernel_version(opts)?;

@@ -78,7 +78,16 @@ pub fn unlock_main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut failed = false;
-    for (p, r) in plan.iter().zip(Unlocker::new(Env::system()).run(&plan)) {
+    let mut unlocker = Unlocker::new(Env::system());
+    // Under systemd's stage 1 the network is NixOS's; the server only listens on it.
+    #[cfg(feature = "ssh")]
+    if cfg.ssh.is_some() && Unlocker::may_ask(&plan) {
+        unlocker.start_ssh(Path::new("/proc/self/exe"), &cli.config);
+    }
+    let results = unlocker.run(&plan);
+    #[cfg(feature = "ssh")]
+    unlocker.stop_ssh();
+    for (p, r) in plan.iter().zip(results) {
         match r {
             Ok(Opened::Native { keyslot, key_in_keyring, node }) => {
                 let key = if key_in_keyring { "key in the kernel keyring" } else { "key in the table" };

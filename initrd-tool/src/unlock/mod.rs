@@ -221,11 +221,47 @@ pub struct Unlocker {
     env: Env,
     /// Passphrases that opened a device, tried first on the next (most recent first).
     cache: Vec<Secret>,
+    /// The SSH unlock server, asked alongside the console once started.
+    #[cfg(feature = "ssh")]
+    ssh: Option<crate::ssh::Server>,
 }
 
 impl Unlocker {
     pub fn new(env: Env) -> Unlocker {
-        Unlocker { env, cache: Vec::new() }
+        Unlocker {
+            env,
+            cache: Vec::new(),
+            #[cfg(feature = "ssh")]
+            ssh: None,
+        }
+    }
+
+    /// Starts the SSH unlock server of `config`'s `ssh` section (`exe ssh serve`), unless it
+    /// runs already. If it cannot start, that is said and the console still asks.
+    #[cfg(feature = "ssh")]
+    pub fn start_ssh(&mut self, exe: &Path, config: &Path) {
+        if self.ssh.is_some() {
+            return;
+        }
+        match crate::ssh::Server::spawn(exe, config) {
+            Ok(server) => self.ssh = Some(server),
+            Err(e) => {
+                log::warn(&format!("ssh: the unlock server did not start: {e}; asking on the console only"))
+            }
+        }
+    }
+
+    /// Stops the SSH unlock server: its clients are told that everything is unlocked.
+    #[cfg(feature = "ssh")]
+    pub fn stop_ssh(&mut self) {
+        if let Some(server) = self.ssh.take() {
+            server.stop();
+        }
+    }
+
+    /// Whether some device of `plan` may ask for a passphrase (what the SSH server is for).
+    pub fn may_ask(plan: &[Planned]) -> bool {
+        plan.iter().any(|p| p.sources.iter().any(|s| matches!(s, KeySource::Ask { .. })))
     }
 
     /// Opens every planned device; one result each, in plan order.
@@ -435,8 +471,20 @@ impl Unlocker {
             },
             Err(e) => Verdict::Reject(e.to_string()),
         };
-        let pass = askpass::ask(&request, &mut verify)
-            .map_err(|source| Error::Ask { name: p.name.to_string(), source })?;
+        #[cfg(feature = "ssh")]
+        let mut remote = self.ssh.as_mut().map(|s| s.source(&request));
+        #[cfg(feature = "ssh")]
+        let mut extra: Vec<&mut dyn askpass::Source> =
+            remote.iter_mut().map(|s| s as &mut dyn askpass::Source).collect();
+        #[cfg(not(feature = "ssh"))]
+        let mut extra: Vec<&mut dyn askpass::Source> = Vec::new();
+        let asked = askpass::ask_with(&request, &mut extra, &mut verify);
+        drop(extra);
+        #[cfg(feature = "ssh")]
+        if let Some(r) = remote {
+            r.finish(asked.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        let pass = asked.map_err(|source| Error::Ask { name: p.name.to_string(), source })?;
         match unlocked {
             Some(u) => {
                 log::info(&format!("{}: opened by passphrase (keyslot {})", p.name, u.keyslot));
@@ -630,7 +678,9 @@ mod tests {
 
     fn unlocker(dir: &Path, cache: &[&[u8]]) -> Unlocker {
         let env = Env { roots: Roots::system(), console: None, agent_dir: dir.join("ask") };
-        Unlocker { env, cache: cache.iter().map(|p| Secret::from_slice(p)).collect() }
+        let mut u = Unlocker::new(env);
+        u.cache = cache.iter().map(|p| Secret::from_slice(p)).collect();
+        u
     }
 
     fn find_key(u: &mut Unlocker, p: &Planned, img: &Path) -> Result<Found, Error> {
