@@ -70,7 +70,8 @@ pub enum DhcpError {
 
 /// Parses a DHCP reply's UDP payload; None for anything not a valid reply to `xid` from `mac`.
 pub fn parse_reply(payload: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
-    let msg = v4::Message::decode(&mut Decoder::new(payload)).ok()?;
+    let payload = keep_known_options(payload)?;
+    let msg = v4::Message::decode(&mut Decoder::new(&payload)).ok()?;
     // hlen is checked before chaddr() slices by it (dhcproto does not check it on decode).
     if msg.opcode() != Opcode::BootReply || msg.xid() != xid || msg.hlen() != 6 || msg.chaddr() != mac {
         return None;
@@ -96,6 +97,47 @@ pub fn parse_reply(payload: &[u8], xid: u32, mac: [u8; 6]) -> Option<Reply> {
         }
         _ => None,
     }
+}
+
+/// Where the options start: the fixed BOOTP header (236 bytes) and the magic cookie.
+const OPTIONS_AT: usize = 240;
+const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+
+/// The message with only the options the client reads, each with a length that fits its type;
+/// None when the option list runs past the end. dhcproto decodes every option it knows, and some
+/// of its decoders assert on lengths (debug builds) or misread short ones: it never sees those.
+fn keep_known_options(payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.get(OPTIONS_AT - 4..OPTIONS_AT)? != MAGIC_COOKIE {
+        return None;
+    }
+    let mut out = payload[..OPTIONS_AT].to_vec();
+    let mut rest = &payload[OPTIONS_AT..];
+    while let [code, tail @ ..] = rest {
+        match code {
+            0 => {
+                rest = tail;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let (&len, tail) = tail.split_first()?;
+        let data = tail.get(..usize::from(len))?;
+        rest = &tail[usize::from(len)..];
+        let fits = match code {
+            1 | 28 | 51 | 54 | 58 | 59 => len == 4, // mask, broadcast, times, server id
+            3 | 6 => len >= 4 && len % 4 == 0,      // router, DNS
+            12 | 15 | 56 => len >= 1,               // host name, domain, message
+            53 => len == 1,                         // message type
+            _ => false,
+        };
+        if fits {
+            out.extend_from_slice(&[*code, len]);
+            out.extend_from_slice(data);
+        }
+    }
+    out.push(255);
+    Some(out)
 }
 
 fn unicast(a: Ipv4Addr) -> bool {
@@ -345,5 +387,88 @@ pub fn acquire(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0x77, 0, 2];
+    const XID: u32 = 0x1234_5678;
+
+    fn offer(extra: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut m = v4::Message::default();
+        m.set_opcode(Opcode::BootReply).set_xid(XID).set_chaddr(&MAC).set_yiaddr(Ipv4Addr::new(10, 0, 2, 15));
+        let o = m.opts_mut();
+        o.insert(DhcpOption::MessageType(MessageType::Offer));
+        o.insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)));
+        o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+        o.insert(DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 2, 2)]));
+        o.insert(DhcpOption::AddressLeaseTime(86400));
+        let mut b = m.to_vec().unwrap();
+        assert_eq!(b.pop(), Some(255));
+        for (code, data) in extra {
+            b.push(*code);
+            b.push(data.len() as u8);
+            b.extend_from_slice(data);
+        }
+        b.push(255);
+        b
+    }
+
+    fn lease(r: Option<Reply>) -> Lease {
+        match r {
+            Some(Reply::Offer(l)) => l,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn an_offer_gives_address_prefix_router_server_and_times() {
+        let l = lease(parse_reply(&offer(&[]), XID, MAC));
+        assert_eq!(
+            (l.address, l.prefix, l.router),
+            (Ipv4Addr::new(10, 0, 2, 15), 24, Some(Ipv4Addr::new(10, 0, 2, 2)))
+        );
+        assert_eq!(l.server, Ipv4Addr::new(10, 0, 2, 2));
+        assert_eq!(
+            (l.lease_time, l.renew_after),
+            (Some(Duration::from_secs(86400)), Some(Duration::from_secs(43200)))
+        );
+    }
+
+    #[test]
+    fn options_the_client_does_not_read_or_of_a_wrong_length_are_passed_over() {
+        // 94 (client network interface) with 1 byte trips an assertion in dhcproto's debug builds;
+        // a 2-byte lease time and a 5-byte host name with a bad label are not read either.
+        let l = lease(parse_reply(&offer(&[(94, &[1]), (51, &[0, 1]), (12, b"a..b!"), (12, b"")]), XID, MAC));
+        assert_eq!((l.address, l.hostname), (Ipv4Addr::new(10, 0, 2, 15), None));
+    }
+
+    #[test]
+    fn another_xid_or_mac_a_truncated_option_list_or_no_server_id_are_dropped() {
+        assert_eq!(parse_reply(&offer(&[]), XID + 1, MAC), None);
+        assert_eq!(parse_reply(&offer(&[]), XID, [2, 0, 0, 0x77, 0, 3]), None);
+        let mut cut = offer(&[(12, b"host")]);
+        cut.truncate(cut.len() - 3);
+        assert_eq!(parse_reply(&cut, XID, MAC), None);
+        let mut m = v4::Message::default();
+        m.set_opcode(Opcode::BootReply).set_xid(XID).set_chaddr(&MAC).set_yiaddr(Ipv4Addr::new(10, 0, 2, 15));
+        m.opts_mut().insert(DhcpOption::MessageType(MessageType::Offer));
+        assert_eq!(parse_reply(&m.to_vec().unwrap(), XID, MAC), None);
+    }
+
+    #[test]
+    fn a_non_contiguous_or_missing_mask_falls_back_to_the_class_prefix() {
+        let without_mask = |extra: &[(u8, &[u8])]| {
+            let mut b = offer(extra);
+            let at = (OPTIONS_AT..b.len()).find(|&i| b[i] == 1 && b[i + 1] == 4).unwrap();
+            b.drain(at..at + 6);
+            b
+        };
+        assert_eq!(lease(parse_reply(&without_mask(&[(1, &[255, 0, 255, 0])]), XID, MAC)).prefix, 8);
+        assert_eq!(lease(parse_reply(&without_mask(&[]), XID, MAC)).prefix, 8);
+        assert_eq!(lease(parse_reply(&without_mask(&[(1, &[255, 255, 252, 0])]), XID, MAC)).prefix, 22);
     }
 }
