@@ -6,7 +6,13 @@ wait_for /dev/vda
 wait_for /dev/vdb
 export DM_DISABLE_UDEV=1
 mkdir -p /run/cryptsetup
-must opened cryptsetup open --type luks2 /dev/vda cryptroot
+# cryptsetup asks on the console (its stdin), not through `run`, whose
+# output is captured: the harness types the passphrase at its prompt.
+echo "+ cryptsetup open --type luks2 /dev/vda cryptroot"
+if ! cryptsetup open --type luks2 /dev/vda cryptroot; then
+  fail opened "the reference cryptsetup did not open /dev/vda with the typed passphrase"
+  finish
+fi
 wait_for /dev/mapper/cryptroot
 must copy dd if=/dev/vdb of=/dev/mapper/cryptroot bs=1M
 sync
