@@ -304,3 +304,39 @@ fn zfs_pools_need_zpool_in_the_image() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(unpack(&img, &t.0, &["-it", "--quiet"]).contains("sbin/zpool"));
 }
+
+/// A server without its host key would not start: mkinitrd refuses the config until the key
+/// is put in the image, and then carries it.
+#[cfg(feature = "ssh")]
+#[test]
+fn an_ssh_server_needs_its_host_key_in_the_image() {
+    if !can_run() {
+        return;
+    }
+    let t = Temp::new("hostkey");
+    let cfg = r#"{"version": 1, "root": {"fsType": "tmpfs"},
+        "luks": {"devices": {"cryptroot": {"device": "/dev/vda"}}},
+        "ssh": {"hostKeys": ["/etc/lethe/ssh_host_ed25519_key"],
+                "authorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbWlqEkOkvn0PFEjZ2n1pYGDnQbrFSgJ9NSo6BJ6c3z a"]}}"#;
+    let (o, img) = mkinitrd(&t.0, cfg, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ssh.hostKeys[0] is /etc/lethe/ssh_host_ed25519_key")
+            && stderr(&o).contains("ssh keygen"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!img.exists());
+
+    let key = t.0.join("host_key");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_initrd-tool"))
+        .args(["ssh", "keygen", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let spec = format!("{}:/etc/lethe/ssh_host_ed25519_key", key.display());
+    let (o, img) = mkinitrd(&t.0, cfg, &["--file", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(unpack(&img, &t.0, &["-it", "--quiet"]).contains("etc/lethe/ssh_host_ed25519_key"));
+}
