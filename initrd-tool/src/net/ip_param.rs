@@ -271,7 +271,11 @@ impl fmt::Display for IpParam {
             self.hostname.is_some() || self.server.is_some() || !self.dns.is_empty() || self.ntp.is_some();
         match &self.method {
             Method::Off if self.device.is_none() && !tail => return f.write_str("off"),
-            Method::Dhcp if !tail => {
+            // dracut's `<if>:dhcp`, unless the device's name reads as an address: the parser would
+            // take that for the kernel's form.
+            Method::Dhcp
+                if !tail && self.device.as_deref().is_none_or(|d| d.parse::<Ipv4Addr>().is_err()) =>
+            {
                 return match &self.device {
                     None => f.write_str("dhcp"),
                     Some(d) => write!(f, "{d}:dhcp"),
@@ -391,6 +395,8 @@ mod tests {
             "10.0.2.15::10.0.2.2:255.255.255.0:box:eth0:off::",
             "10.0.2.15:1.2.3.4::255.255.252.0:::off:1.1.1.1:8.8.8.8:9.9.9.9",
             "::::h:eth1:dhcp",
+            // A device named like an address (found by the fuzzer): printed in the kernel's form.
+            ":::::0.0.2.4",
         ] {
             let a = p(v);
             assert_eq!(p(&a.to_string()), a, "{v} -> {a}");
