@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod console;
+pub mod line;
 
 use std::io;
 use std::os::fd::BorrowedFd;

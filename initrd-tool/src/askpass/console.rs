@@ -10,18 +10,12 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use luks::secret::{MAX_PASSPHRASE, Secret};
+use luks::secret::Secret;
 use rustix::fs::{Mode, OFlags};
 use rustix::termios::{self, InputModes, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 
+use super::line::{Key, LineEditor};
 use super::{Input, Source, too_long, tries_left};
-
-const CTRL_C: u8 = 0x03;
-const CTRL_D: u8 = 0x04;
-const BACKSPACE: u8 = 0x08;
-const TAB: u8 = b'\t';
-const CTRL_U: u8 = 0x15;
-const DEL: u8 = 0x7f;
 
 /// Bytes read from the terminal per call, kept in a wiped buffer until handed out.
 const CHUNK: usize = 256;
@@ -34,15 +28,12 @@ pub struct Console {
     file: Option<File>,
     /// The settings to put back; `None` when it is no terminal or they are back already.
     saved: Option<Termios>,
-    /// The line being typed; `excess` counts bytes typed beyond its capacity.
-    line: Secret,
-    excess: usize,
+    /// The line being typed.
+    line: LineEditor,
     /// Read but not yet handed out: `chunk[next..end]`.
     chunk: Secret,
     next: usize,
     end: usize,
-    /// The last byte was a carriage return: a line feed right after it is the same line end.
-    after_cr: bool,
     /// Something was typed since the prompt, so a message must start on a new line.
     mid_line: bool,
 }
@@ -76,12 +67,10 @@ impl Console {
             prompt: format!("{}: ", single_line(message)),
             file: Some(file),
             saved,
-            line: Secret::with_capacity(MAX_PASSPHRASE),
-            excess: 0,
+            line: LineEditor::new(),
             chunk: Secret::zeroed(CHUNK),
             next: 0,
             end: 0,
-            after_cr: false,
             mid_line: false,
         };
         c.say(&c.prompt.clone());
@@ -111,7 +100,6 @@ impl Console {
     /// Stops reading: wipes the line, restores the terminal, closes it.
     fn end(&mut self, why: &str) -> Input {
         self.line.clear();
-        self.excess = 0;
         self.next = self.end;
         self.chunk.as_mut_bytes().fill(0);
         self.say(&format!("\n{why}; an ask-password agent can still answer\n"));
@@ -122,48 +110,19 @@ impl Console {
 
     /// Takes the byte `b`; an input when it completes or ends a line.
     fn take(&mut self, b: u8) -> Option<Input> {
-        let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
-        match b {
-            b'\n' if after_cr => None,
-            b'\r' | b'\n' => {
+        match self.line.key(b, true) {
+            Key::Nothing => None,
+            Key::Typed => {
+                self.mid_line = true;
+                None
+            }
+            Key::Line(line) => {
                 self.say("\n");
                 self.mid_line = false;
-                let excess = std::mem::take(&mut self.excess);
-                let line = std::mem::replace(&mut self.line, Secret::with_capacity(MAX_PASSPHRASE));
-                Some(if excess > 0 { Input::Invalid(too_long()) } else { Input::Answer(line) })
+                Some(line.map_or_else(|| Input::Invalid(too_long()), Input::Answer))
             }
-            BACKSPACE | DEL => {
-                if self.excess > 0 {
-                    self.excess -= 1;
-                } else {
-                    // One character, as the terminal showed it: a UTF-8 lead byte and its
-                    // continuation bytes.
-                    while let Some(&last) = self.line.as_bytes().last() {
-                        self.line.pop();
-                        if last & 0xC0 != 0x80 {
-                            break;
-                        }
-                    }
-                }
-                None
-            }
-            CTRL_U => {
-                self.line.clear();
-                self.excess = 0;
-                None
-            }
-            CTRL_C => Some(self.end("console input stopped (Ctrl-C)")),
-            CTRL_D if self.line.is_empty() && self.excess == 0 => {
-                Some(self.end("console input stopped (Ctrl-D)"))
-            }
-            b if b < 0x20 && b != TAB => None,
-            b => {
-                self.mid_line = true;
-                if self.line.push(b).is_err() {
-                    self.excess = self.excess.saturating_add(1);
-                }
-                None
-            }
+            Key::Interrupt => Some(self.end("console input stopped (Ctrl-C)")),
+            Key::EndOfInput => Some(self.end("console input stopped (Ctrl-D)")),
         }
     }
 }
@@ -213,7 +172,6 @@ impl Source for Console {
             // Another source's answer came while a line was half typed: it is dropped.
             text.push('\n');
             self.line.clear();
-            self.excess = 0;
             self.mid_line = false;
         }
         text.push_str(&single_line(reason));

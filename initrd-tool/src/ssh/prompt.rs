@@ -5,27 +5,22 @@
 //! (a whole UTF-8 sequence), Ctrl-U the line, Ctrl-C cancels, Ctrl-D on an empty line ends
 //! input, other control characters are ignored. Without a pty (`ssh host < passfile`) every
 //! byte but the line ends is part of the passphrase. In both, CR, LF and CR LF end a line, and
-//! a line longer than [`MAX_PASSPHRASE`] is reported as too long, never cut short.
+//! a line longer than [`MAX_PASSPHRASE`](luks::secret::MAX_PASSPHRASE) is reported as too long, never cut short.
 
 use std::collections::VecDeque;
 
-use luks::secret::{MAX_PASSPHRASE, Secret};
+use luks::secret::Secret;
+
+use crate::askpass::line::{Key, LineEditor};
 
 /// Lines kept while nothing is asked (stdin mode); more are dropped.
 pub const MAX_QUEUED: usize = 8;
-
-const CTRL_C: u8 = 0x03;
-const CTRL_D: u8 = 0x04;
-const BACKSPACE: u8 = 0x08;
-const TAB: u8 = b'\t';
-const CTRL_U: u8 = 0x15;
-const DEL: u8 = 0x7f;
 
 /// A complete line.
 #[derive(Debug)]
 pub enum Line {
     Answer(Secret),
-    /// More than [`MAX_PASSPHRASE`] bytes.
+    /// More than [`MAX_PASSPHRASE`](luks::secret::MAX_PASSPHRASE) bytes.
     TooLong,
 }
 
@@ -43,9 +38,7 @@ pub enum Event {
 /// A client's input state.
 pub struct Prompt {
     pty: bool,
-    line: Secret,
-    excess: usize,
-    after_cr: bool,
+    line: LineEditor,
     /// Lines complete and not yet taken, oldest first.
     lines: VecDeque<Line>,
     ended: bool,
@@ -55,15 +48,7 @@ pub struct Prompt {
 
 impl Prompt {
     pub fn new(pty: bool) -> Prompt {
-        Prompt {
-            pty,
-            line: Secret::with_capacity(MAX_PASSPHRASE),
-            excess: 0,
-            after_cr: false,
-            lines: VecDeque::new(),
-            ended: false,
-            dropped: 0,
-        }
+        Prompt { pty, line: LineEditor::new(), lines: VecDeque::new(), ended: false, dropped: 0 }
     }
 
     pub fn pty(&self) -> bool {
@@ -91,7 +76,7 @@ impl Prompt {
 
     /// The channel's end of input: a last line without its newline still counts.
     pub fn end(&mut self) {
-        if !self.ended && (!self.line.is_empty() || self.excess > 0) {
+        if !self.ended && !self.line.is_empty() {
             self.finish_line();
         }
         self.ended = true;
@@ -111,7 +96,6 @@ impl Prompt {
     /// typed before the question).
     pub fn clear(&mut self) {
         self.line.clear();
-        self.excess = 0;
         self.lines.clear();
     }
 
@@ -121,57 +105,33 @@ impl Prompt {
     }
 
     fn finish_line(&mut self) {
-        let excess = std::mem::take(&mut self.excess);
-        let line = std::mem::replace(&mut self.line, Secret::with_capacity(MAX_PASSPHRASE));
+        let line = self.line.take_line();
+        self.queue(line);
+    }
+
+    /// Queues a complete line (`None`: too long), unless [`MAX_QUEUED`] wait already.
+    fn queue(&mut self, line: Option<Secret>) {
         if self.lines.len() >= MAX_QUEUED {
             self.dropped += 1;
-            return;
+        } else {
+            self.lines.push_back(line.map_or(Line::TooLong, Line::Answer));
         }
-        self.lines.push_back(if excess > 0 { Line::TooLong } else { Line::Answer(line) });
     }
 
     fn take(&mut self, b: u8) -> Option<Event> {
-        let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
-        match b {
-            b'\n' if after_cr => None,
-            b'\r' | b'\n' => {
-                self.finish_line();
+        match self.line.key(b, self.pty) {
+            Key::Nothing | Key::Typed => None,
+            Key::Line(line) => {
+                self.queue(line);
                 Some(Event::LineEnded)
             }
-            BACKSPACE | DEL if self.pty => {
-                if self.excess > 0 {
-                    self.excess -= 1;
-                } else {
-                    while let Some(&last) = self.line.as_bytes().last() {
-                        self.line.pop();
-                        if last & 0xC0 != 0x80 {
-                            break;
-                        }
-                    }
-                }
-                None
-            }
-            CTRL_U if self.pty => {
-                self.line.clear();
-                self.excess = 0;
-                None
-            }
-            CTRL_C if self.pty => {
-                self.line.clear();
-                self.excess = 0;
+            Key::Interrupt => {
                 self.ended = true;
                 Some(Event::Interrupted)
             }
-            CTRL_D if self.pty && self.line.is_empty() && self.excess == 0 => {
+            Key::EndOfInput => {
                 self.ended = true;
                 Some(Event::Ended)
-            }
-            b if self.pty && b < 0x20 && b != TAB => None,
-            b => {
-                if self.line.push(b).is_err() {
-                    self.excess = self.excess.saturating_add(1);
-                }
-                None
             }
         }
     }
@@ -179,6 +139,8 @@ impl Prompt {
 
 #[cfg(test)]
 mod tests {
+    use luks::secret::MAX_PASSPHRASE;
+
     use super::*;
 
     fn answers(p: &mut Prompt) -> Vec<Vec<u8>> {
