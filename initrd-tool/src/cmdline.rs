@@ -28,31 +28,41 @@ pub struct Cmdline {
 impl Cmdline {
     /// Parses a command line; unknown words are left to the kernel and stage 2.
     pub fn parse(line: &str) -> Cmdline {
+        Cmdline::parse_bytes(line.as_bytes())
+    }
+
+    /// Parses /proc/cmdline's bytes, which need not be UTF-8: a stray byte must not cost
+    /// stage 1 its `init=` (each word is read lossily on its own).
+    pub fn parse_bytes(line: &[u8]) -> Cmdline {
         let mut c = Cmdline { rollback: true, ..Cmdline::default() };
-        let words = split(line);
-        let mut it = words.into_iter();
-        for w in it.by_ref() {
-            if w == "--" {
-                break;
-            }
-            let (key, value) = match w.split_once('=') {
-                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                None => (w.clone(), None),
-            };
-            match (key.as_str(), value) {
-                ("init", Some(v)) if !v.is_empty() => c.init = Some(v),
-                ("resume", Some(v)) if !v.is_empty() => c.resume = Some(v),
-                ("resume_offset", Some(v)) => c.resume_offset = v.parse().ok(),
-                ("noresume", None) => c.noresume = true,
-                ("ip", Some(v)) => c.ip.push(v),
-                ("lethe.log", Some(v)) => c.debug = v == "debug",
-                ("lethe.shell", v) => c.shell = truthy(v.as_deref()),
-                ("lethe.dry-run", v) => c.dry_run = truthy(v.as_deref()),
-                ("lethe.rollback", v) => c.rollback = truthy(v.as_deref()),
+        let mut words = Words(line);
+        for w in words.by_ref() {
+            let value = w.value.map(|v| String::from_utf8_lossy(v).into_owned());
+            match (w.param, value) {
+                (b"--", None) => break,
+                (b"init", Some(v)) if !v.is_empty() => c.init = Some(v),
+                (b"resume", Some(v)) if !v.is_empty() => c.resume = Some(v),
+                (b"resume_offset", Some(v)) => c.resume_offset = v.parse().ok(),
+                (b"noresume", None) => c.noresume = true,
+                (b"ip", Some(v)) => c.ip.push(v),
+                (b"lethe.log", Some(v)) => c.debug = v == "debug",
+                (b"lethe.shell", v) => c.shell = truthy(v.as_deref()),
+                (b"lethe.dry-run", v) => c.dry_run = truthy(v.as_deref()),
+                (b"lethe.rollback", v) => c.rollback = truthy(v.as_deref()),
                 _ => {}
             }
         }
-        c.init_args = it.collect();
+        // The kernel hands these to init as `param` or `param=value`, quotes taken off.
+        c.init_args = words
+            .map(|w| {
+                let mut arg = w.param.to_vec();
+                if let Some(v) = w.value {
+                    arg.push(b'=');
+                    arg.extend_from_slice(v);
+                }
+                String::from_utf8_lossy(&arg).into_owned()
+            })
+            .collect();
         c
     }
 }
@@ -62,35 +72,80 @@ fn truthy(v: Option<&str>) -> bool {
     !matches!(v, Some("0" | "no" | "false" | "off"))
 }
 
-/// Splits like the kernel: on spaces, with double quotes grouping
-/// (`foo="a b"` is one word, `foo=a b`).
-fn split(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for ch in line.chars() {
-        match ch {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
+/// One `param[=value]` word, quotes taken off as the kernel takes them off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word<'a> {
+    param: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+/// The kernel's words (`next_arg` in kernel/params.c), byte for byte, so that stage 1 reads
+/// exactly the `init=` and `--` the kernel read. Quotes group spaces anywhere in a word but
+/// are removed only around the whole word (`"a b"`) or the value (`a="b c"`); `-"-"` is not
+/// `--`.
+struct Words<'a>(&'a [u8]);
+
+impl<'a> Iterator for Words<'a> {
+    type Item = Word<'a>;
+
+    fn next(&mut self) -> Option<Word<'a>> {
+        let line = skip_spaces(self.0);
+        if line.is_empty() {
+            self.0 = line;
+            return None;
         }
+        let quoted = line[0] == b'"';
+        let args = if quoted { &line[1..] } else { line };
+        let mut in_quote = quoted;
+        // `equals` stays 0 for a leading '=': the kernel's own test is `equals == 0`.
+        let mut equals = 0;
+        let mut i = 0;
+        while i < args.len() {
+            let b = args[i];
+            if is_space(b) && !in_quote {
+                break;
+            }
+            if equals == 0 && b == b'=' {
+                equals = i;
+            }
+            if b == b'"' {
+                in_quote = !in_quote;
+            }
+            i += 1;
+        }
+        self.0 = args.get(i + 1..).unwrap_or_default();
+
+        let closing_quote = i > 0 && args[i - 1] == b'"';
+        let mut end = i;
+        let word = if equals == 0 {
+            if quoted && closing_quote {
+                end -= 1;
+            }
+            Word { param: &args[..end], value: None }
+        } else {
+            let mut start = equals + 1;
+            let value_quoted = start < i && args[start] == b'"';
+            if value_quoted {
+                start += 1;
+            }
+            if (value_quoted || quoted) && closing_quote {
+                end -= 1;
+            }
+            Word { param: &args[..equals], value: Some(args.get(start..end.max(start)).unwrap_or_default()) }
+        };
+        Some(word)
     }
-    if any {
-        words.push(cur);
-    }
-    words
+}
+
+/// The kernel's `isspace`: ASCII white space and Latin-1's no-break space (0xA0), even in
+/// the middle of a UTF-8 character, as the kernel splits it.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0)
+}
+
+fn skip_spaces(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_space(b)).count();
+    &s[n..]
 }
 
 #[cfg(test)]
@@ -138,5 +193,40 @@ mod tests {
             Cmdline::parse("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off ip=eth1:dhcp init=/init -- ip=x");
         assert_eq!(c.ip, ["10.0.2.15::10.0.2.2:255.255.255.0::eth0:off", "eth1:dhcp"]);
         assert!(Cmdline::parse("ipv6.disable=1").ip.is_empty());
+    }
+
+    /// Quotes are taken off as the kernel takes them off: around a whole word or around a
+    /// value, nowhere else; inside them spaces do not split.
+    #[test]
+    fn quotes_come_off_only_where_the_kernel_takes_them_off() {
+        let words = |line: &str| {
+            Words(line.as_bytes())
+                .map(|w| {
+                    let p = String::from_utf8_lossy(w.param).into_owned();
+                    match w.value {
+                        Some(v) => format!("{p}={}", String::from_utf8_lossy(v)),
+                        None => p,
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words(r#"a="b c" "d e" f"g h"i "x=y z""#), ["a=b c", "d e", r#"f"g h"i"#, "x=y z"]);
+        assert_eq!(words("  a\tb\n"), ["a", "b"]);
+        assert_eq!(words(r#""" a="" ="x"#), ["", "a=", "=\"x"]);
+        // An opening quote groups until its partner, wherever that is.
+        assert_eq!(words(r#"" a="" ="x"#), [r#" a=" ="x"#]);
+        // `-"-"` is not the end of the kernel's words, so nothing after it goes to init.
+        let c = Cmdline::parse(r#"-"-" init=/init x"#);
+        assert_eq!((c.init.as_deref(), c.init_args.len()), (Some("/init"), 0));
+        let c = Cmdline::parse(r#"init=/init "--" a="b c" d"#);
+        assert_eq!(c.init_args, ["a=b c", "d"]);
+    }
+
+    /// /proc/cmdline is bytes: one that is not UTF-8 does not hide `init=` from stage 1.
+    #[test]
+    fn bytes_that_are_not_utf8_spoil_only_their_own_word() {
+        let c = Cmdline::parse_bytes(b"quiet vga=\xff\xfe init=/nix/store/x/init lethe.log=debug");
+        assert_eq!(c.init.as_deref(), Some("/nix/store/x/init"));
+        assert!(c.debug);
     }
 }

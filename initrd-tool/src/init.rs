@@ -203,10 +203,10 @@ impl Boot {
     }
 
     fn read_config(&mut self) -> StepResult {
-        let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        self.cmdline = Cmdline::parse(&line);
+        let line = std::fs::read("/proc/cmdline").unwrap_or_default();
+        self.cmdline = Cmdline::parse_bytes(&line);
         log::set_debug(self.cmdline.debug);
-        log::debug(&format!("command line: {}", line.trim()));
+        log::debug(&format!("command line: {}", String::from_utf8_lossy(&line).trim()));
         let path = Path::new(config::PATH);
         self.config_bytes = std::fs::read(path).map_err(|e| {
             Failure::new(
