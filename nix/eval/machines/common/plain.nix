@@ -1,0 +1,19 @@
+# What every vm-tests machine persists from /persist, in impermanence's terms:
+# /var/lib/nixos, the machine id, the SSH host key, alice's ~/.config.
+{
+  environment.persistence."/persist" = {
+    hideMounts = true;
+    directories = [ "/var/lib/nixos" ];
+    files = [
+      "/etc/machine-id"
+      "/etc/ssh/ssh_host_ed25519_key"
+      "/etc/ssh/ssh_host_ed25519_key.pub"
+    ];
+    users.alice.directories = [ ".config" ];
+  };
+  users.users.alice = {
+    isNormalUser = true;
+    uid = 1000;
+  };
+  users.groups.users.gid = 100;
+}

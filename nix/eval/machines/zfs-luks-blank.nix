@@ -1,0 +1,64 @@
+# vm-tests' zfs-luks-blank, a desktop: cryptroot opened with a passphrase,
+# pool rpool imported from /dev/mapper, rpool/local/root rolled back to
+# @blank on every boot, alice's Documents and .ssh kept on rpool/safe/home.
+{
+  boot.initrd.lethe = {
+    enable = true;
+    mode = "init";
+    luks.devices.cryptroot.device = "/dev/disk/by-uuid/4c455448-4500-4c55-4b53-00000000d35c";
+    rollback.zfs.dataset = "rpool/local/root";
+    pools.zfs.rpool.devNodes = "/dev/mapper";
+  };
+  boot.initrd.kernelModules = [
+    "virtio_pci"
+    "virtio_blk"
+    "dm_mod"
+    "dm_crypt"
+    "xts"
+    "aesni_intel"
+    "zfs"
+  ];
+
+  fileSystems = {
+    "/" = {
+      device = "rpool/local/root";
+      fsType = "zfs";
+    };
+    "/nix" = {
+      device = "rpool/local/nix";
+      fsType = "zfs";
+    };
+    "/persist" = {
+      device = "rpool/safe/persist";
+      fsType = "zfs";
+      neededForBoot = true;
+    };
+    "/persist/home" = {
+      device = "rpool/safe/home";
+      fsType = "zfs";
+      neededForBoot = true;
+    };
+  };
+
+  environment.persistence."/persist" = {
+    hideMounts = true;
+    directories = [ "/var/lib/nixos" ];
+    files = [
+      "/etc/machine-id"
+      "/etc/ssh/ssh_host_ed25519_key"
+      "/etc/ssh/ssh_host_ed25519_key.pub"
+    ];
+    users.alice.directories = [
+      "Documents"
+      {
+        directory = ".ssh";
+        mode = "0700";
+      }
+    ];
+  };
+  users.users.alice = {
+    isNormalUser = true;
+    uid = 1000;
+  };
+  users.groups.users.gid = 100;
+}
