@@ -63,6 +63,10 @@ pub struct Options {
     /// An extra file: SRC on this machine stored as DEST (absolute) in the image.
     #[arg(long = "file", value_name = "SRC:DEST", value_parser = parse_file_spec)]
     pub files: Vec<FileSpec>,
+    /// A file (absolute path in the image) that an archive appended to this one later provides,
+    /// such as NixOS's boot.initrd.secrets: counted as present, not stored.
+    #[arg(long = "secret", value_name = "DEST")]
+    pub secrets: Vec<String>,
     /// The static binary to put in [default: this program].
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
@@ -242,7 +246,8 @@ pub fn build(opts: &Options) -> Result<Image, MkinitrdError> {
     if let Some(ssh) = config.as_ref().and_then(|c| c.ssh.as_ref()) {
         for (index, key) in ssh.host_keys.iter().enumerate() {
             let path = key.to_string_lossy().into_owned();
-            if !opts.files.iter().any(|f| f.dest.trim_start_matches('/') == path.trim_start_matches('/')) {
+            let same = |dest: &str| dest.trim_start_matches('/') == path.trim_start_matches('/');
+            if !opts.files.iter().any(|f| same(&f.dest)) && !opts.secrets.iter().any(|d| same(d)) {
                 return Err(MkinitrdError::NoHostKey { config: opts.config.clone(), index, path });
             }
         }
@@ -527,6 +532,7 @@ mod tests {
             add_modules: vec![],
             host_modaliases: false,
             files: vec![],
+            secrets: vec![],
             binary: None,
             unchecked: false,
             compress: Compress::Gzip,

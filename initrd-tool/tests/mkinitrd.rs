@@ -339,4 +339,10 @@ fn an_ssh_server_needs_its_host_key_in_the_image() {
     let (o, img) = mkinitrd(&t.0, cfg, &["--file", &spec]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(unpack(&img, &t.0, &["-it", "--quiet"]).contains("etc/lethe/ssh_host_ed25519_key"));
+
+    // NixOS appends boot.initrd.secrets as a second archive at install time: declared, not stored.
+    std::fs::remove_file(&img).unwrap();
+    let (o, img) = mkinitrd(&t.0, cfg, &["--secret", "/etc/lethe/ssh_host_ed25519_key"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!unpack(&img, &t.0, &["-it", "--quiet"]).contains("ssh_host_ed25519_key"));
 }
