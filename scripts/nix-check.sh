@@ -39,7 +39,7 @@ export LETHE_NIXPKGS_LIB=$lib
 eval_json() { nix-instantiate --eval --strict --json nix/eval "$@"; }
 canonical() { python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), indent=2, sort_keys=True))'; }
 
-machines=$(eval_json -A machines --apply builtins.attrNames | python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)))')
+machines=$(eval_json -A machineNames | python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)))')
 [ -n "$machines" ] || { echo "nix-check: no machines in nix/eval/machines" >&2; exit 1; }
 for m in $machines; do
   failed=$(eval_json -A "machines.$m.failedAssertions")
@@ -70,9 +70,9 @@ bad = 0
 cases = json.load(sys.stdin)
 for name, r in sorted(cases.items()):
     if r["refused"]:
-        print(f"nix-check: refused {name}: {r[\"expect\"]!r}")
+        print("nix-check: refused %s: %r" % (name, r["expect"]))
     else:
-        print(f"nix-check: {name} was not refused with {r[\"expect\"]!r}; failed assertions: {r[\"failed\"]}", file=sys.stderr)
+        print("nix-check: %s was not refused with %r; failed assertions: %s" % (name, r["expect"], r["failed"]), file=sys.stderr)
         bad = 1
 if not cases:
     print("nix-check: no refused cases", file=sys.stderr)

@@ -56,6 +56,7 @@ in
   # The scenarios' machines: each must evaluate without a failed assertion;
   # its settings are committed as nix/fixtures/<name>.json.
   machines = named ./machines;
+  machineNames = builtins.attrNames (named ./machines);
   # Configurations the modules must refuse: each file is { expect; machine; },
   # `expect` a piece of the failed assertion's message.
   refused = lib.mapAttrs' (

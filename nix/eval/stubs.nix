@@ -157,6 +157,7 @@ in
         };
         services = anything;
         targets = anything;
+        suppressedUnits = strings;
         storePaths = mkOption {
           type = types.listOf types.unspecified;
           default = [ ];
