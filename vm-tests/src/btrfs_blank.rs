@@ -8,11 +8,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
-
 use crate::artifacts::{self, InitrdSpec};
 use crate::error::{self, Context, Error, Result};
 use crate::expect::{EPHEMERAL_MARKER, Expectations, Kind, PathExpectation};
+use crate::fixtures::Fixture;
 use crate::harness::Harness;
 use crate::machine::{self, BOOT_COUNTER, MACHINE_ID, USER_FILE};
 use crate::scenarios::{self, ScenarioResult};
@@ -29,22 +28,11 @@ const OLD_ROOTS: &str = "@old_roots";
 /// A btrfs subvolume's root directory has this inode number.
 const SUBVOLUME_INO: u64 = 256;
 
-/// The machine's config: @root from @blank, old roots kept for 30 days
-/// (at least 2), @nix and @persist on the same file system.
+/// The machine's config, as lethe's NixOS module writes it for nix/eval/machines/btrfs-blank.nix:
+/// @root from @blank, old roots kept for 30 days (at least 2), @nix and @persist on the same
+/// file system.
 pub fn btrfs_config() -> serde_json::Value {
-    let dev = format!("LABEL={LABEL}");
-    let mut c = machine::plain_config();
-    c["modules"] = json!({"load": ["virtio_pci", "virtio_blk", "btrfs"], "coldplug": true});
-    c["rollback"] = json!({"btrfs": {
-        "device": dev, "subvolume": "@root", "blank": "@blank",
-        "oldRoots": {"path": OLD_ROOTS, "keepDays": 30, "keepAtLeast": 2}
-    }});
-    c["root"] = json!({"fsType": "btrfs", "device": dev, "options": ["subvol=@root"], "timeout": 30});
-    c["mounts"] = json!({
-        "/nix": {"fsType": "btrfs", "device": dev, "options": ["subvol=@nix"], "timeout": 30},
-        "/persist": {"fsType": "btrfs", "device": dev, "options": ["subvol=@persist"], "timeout": 30}
-    });
-    c
+    Fixture::BtrfsBlank.config()
 }
 
 /// What stage 2 checks on each boot: the plain machine's, with /, /nix and /persist on the

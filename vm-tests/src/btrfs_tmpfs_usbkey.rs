@@ -9,11 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::artifacts::{self, InitrdSpec};
 use crate::error::Result;
 use crate::expect::Expectations;
+use crate::fixtures::Fixture;
 use crate::guest::{self, GuestSpec};
 use crate::harness::Harness;
 use crate::images;
@@ -70,47 +69,13 @@ const SETUP_CHECKS: &[(&str, &str)] = &[
 const CHECK_CHECKS: &[(&str, &str)] =
     &[("check", "the reference opens the disk with the typed passphrase, mounts the BTRFS and closes again")];
 
-/// The laptop's config: cryptroot opened by the key file's region on the
-/// stick (waited for 5 s), else by the passphrase (3 tries); a 2G tmpfs
-/// root; the BTRFS subvolumes through /dev/mapper/cryptroot; machine-id,
-/// SSH host keys and /var/lib/nixos persisted from /persist.
+/// The laptop's config, as lethe's NixOS module writes it for
+/// nix/eval/machines/btrfs-tmpfs-usbkey.nix: cryptroot opened by the key file's region on the
+/// stick (waited for 5 s), else by the passphrase (3 tries); a 2G tmpfs root; the BTRFS
+/// subvolumes through /dev/mapper/cryptroot; machine-id, SSH host keys and /var/lib/nixos
+/// persisted from /persist.
 pub fn config() -> serde_json::Value {
-    let mut modules = vec!["virtio_pci", "virtio_blk"];
-    modules.extend(luks_disk::DM_CRYPT_MODULES);
-    modules.push("btrfs");
-    modules.extend(luks_disk::VFAT_MODULES);
-    let dev = format!("/dev/mapper/{MAPPING}");
-    let mounts: serde_json::Map<String, serde_json::Value> = SUBVOLUMES
-        .iter()
-        .map(|(target, subvol)| {
-            let m = json!({"fsType": "btrfs", "device": dev, "options": [format!("subvol={subvol}")]});
-            (target.to_string(), m)
-        })
-        .collect();
-    json!({
-        "version": 1,
-        "modules": {"load": modules, "coldplug": true},
-        "luks": {"devices": {MAPPING: {
-            "device": format!("UUID={}", FORMAT.uuid),
-            "keyFile": {
-                "path": KEY_PATH, "device": STICK, "offset": KEY_OFFSET, "size": KEY_SIZE,
-                "timeout": KEY_TIMEOUT_S
-            },
-            "fallbackToPassword": true,
-            "tries": 3,
-            "allowDiscards": true
-        }}},
-        "rollback": {"tmpfs": {"size": "2G", "mode": "0755"}},
-        "root": {"fsType": "tmpfs"},
-        "mounts": mounts,
-        "persistence": {
-            "/persist": {
-                "hideMounts": true,
-                "directories": ["/var/lib/nixos"],
-                "files": ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"]
-            }
-        }
-    })
+    Fixture::BtrfsTmpfsUsbkey.config()
 }
 
 /// What stage 2 checks on each boot: the plain machine's root state on a

@@ -12,6 +12,7 @@ pub mod debian;
 pub mod dm_crypt;
 pub mod error;
 pub mod expect;
+pub mod fixtures;
 pub mod guest;
 pub mod harness;
 pub mod host;

@@ -12,15 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::artifacts::{self, InitrdSpec};
 use crate::btrfs_blank;
-use crate::error::{self, Result};
+use crate::error::{self, Context, Result};
 use crate::expect::{Kind, PathExpectation};
+use crate::fixtures::Fixture;
 use crate::guest::{self, GuestSpec};
 use crate::harness::{self, Harness};
-use crate::luks_disk::{self, Format, Kdf, MAPPING, PASSPHRASE, PROMPT};
+use crate::luks_disk::{self, Format, Kdf, PASSPHRASE, PROMPT};
 use crate::qemu::{Boot, Outcome};
 use crate::scenarios::{SWITCH_ROOT_LINE, ScenarioResult};
 use crate::ssh_client::{self, Client, Run};
@@ -41,6 +40,9 @@ const HEADER_MIB: u64 = 16;
 pub const HOST_KEY: &str = "/etc/lethe/ssh_host_ed25519_key";
 /// Boot 1's static address; QEMU's user network is 10.0.2.0/24, its router 10.0.2.2.
 pub const STATIC_IP: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0:lethe-server:eth0:off";
+/// The test client's key pair (vm-tests/keys/README.md: public on purpose).
+const CLIENT_KEY: &str = include_str!("../keys/ssh-unlock-client");
+pub const CLIENT_PUB: &str = include_str!("../keys/ssh-unlock-client.pub");
 /// What the client sees once everything is unlocked.
 pub const ALL_UNLOCKED: &str = "all devices unlocked";
 /// How long the host waits for the guest's server to answer.
@@ -55,24 +57,11 @@ const SETUP_CHECKS: &[(&str, &str)] = &[
 const CHECK_CHECKS: &[(&str, &str)] =
     &[("check", "the reference opens the disk with the passphrase and copies the BTRFS out")];
 
-/// The server's config: btrfs-blank's machine inside LUKS2 cryptroot (5 passphrase tries),
-/// the SSH server with the client's key, DHCP unless the command line's `ip=` says otherwise.
-pub fn config(authorized_key: &str) -> serde_json::Value {
-    let mut c = btrfs_blank::btrfs_config();
-    let mut modules = vec!["virtio_pci", "virtio_blk", "virtio_net"];
-    modules.extend(luks_disk::DM_CRYPT_MODULES);
-    modules.push("btrfs");
-    c["modules"] = json!({"load": modules, "coldplug": true});
-    c["luks"] = json!({"devices": {MAPPING: {"device": format!("UUID={}", FORMAT.uuid), "tries": 5}}});
-    c["ssh"] = json!({
-        "port": 22,
-        "hostKeys": [HOST_KEY],
-        "authorizedKeys": [authorized_key],
-        "maxAuthTries": 3,
-        "idleTimeout": 120
-    });
-    c["network"] = json!({"ip": ["dhcp"], "timeout": 30});
-    c
+/// The server's config, as lethe's NixOS module writes it for nix/eval/machines/ssh-unlock.nix:
+/// btrfs-blank's machine inside LUKS2 cryptroot (5 passphrase tries), the SSH server with the
+/// test client's key (vm-tests/keys), DHCP unless the command line's `ip=` says otherwise.
+pub fn config() -> serde_json::Value {
+    Fixture::SshUnlock.config()
 }
 
 /// Stage 2's checks: btrfs-blank's, the mapping, and eth0 taken down by stage 1 before
@@ -90,7 +79,6 @@ pub fn expectations() -> crate::expect::Expectations {
 struct Keys {
     host_pub: String,
     client: PathBuf,
-    client_pub: String,
     stranger: PathBuf,
 }
 
@@ -99,11 +87,15 @@ fn keys(h: &Harness, dir: &Path) -> Result<Keys> {
     let _ = std::fs::remove_file(&host);
     let _ = std::fs::remove_file(dir.join("ssh_host_ed25519_key.pub"));
     error::run(std::process::Command::new(&h.bin.initrd_tool).args(["ssh", "keygen", "-f"]).arg(&host))?;
+    // The client's key is fixed: the module's evaluation put its public half in the config.
     let client = dir.join("client.key");
+    std::fs::write(&client, CLIENT_KEY).context(|| format!("writing {}", client.display()))?;
+    // OpenSSH refuses a private key others can read.
+    std::fs::set_permissions(&client, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .context(|| format!("chmod 600 {}", client.display()))?;
     let stranger = dir.join("stranger.key");
-    let client_pub = ssh_client::keygen(&client)?;
     ssh_client::keygen(&stranger)?;
-    Ok(Keys { host_pub: ssh_client::public_key(&host)?, client, client_pub, stranger })
+    Ok(Keys { host_pub: ssh_client::public_key(&host)?, client, stranger })
 }
 
 /// What the host's client did during one boot.
@@ -174,7 +166,7 @@ pub fn ssh_unlock(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Re
     }
 
     let initrd = dir.join("initrd.img");
-    let config = config(&keys.client_pub);
+    let config = config();
     let files = [(dir.join("ssh_host_ed25519_key"), HOST_KEY.to_owned())];
     r.initramfs_bytes = Some(artifacts::mkinitrd(
         &h.bin,

@@ -7,11 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::artifacts::{self, InitrdSpec};
 use crate::error::Result;
 use crate::expect::{Expectations, Kind, MountExpectation, MountKind, PathExpectation};
+use crate::fixtures::Fixture;
 use crate::guest::{self, GuestSpec};
 use crate::harness::Harness;
 use crate::images;
@@ -54,25 +53,13 @@ const SETUP_CHECKS: &[(&str, &str)] = &[
 const CHECK_CHECKS: &[(&str, &str)] =
     &[("check", "the reference opens the disk, the pool imports without -f, exports and closes again")];
 
-/// The desktop's config: cryptroot opened with a passphrase (3 tries),
-/// pool rpool imported from /dev/mapper, local/root rolled back to
-/// @blank, local/nix, safe/persist and safe/home (at /persist/home)
-/// mounted, the plain machine's persisted state plus alice's Documents
-/// and .ssh.
+/// The desktop's config, as lethe's NixOS module writes it for
+/// nix/eval/machines/zfs-luks-blank.nix: cryptroot opened with a passphrase (3 tries), pool
+/// rpool imported from /dev/mapper, local/root rolled back to @blank, local/nix, safe/persist
+/// and safe/home (at /persist/home) mounted, the plain machine's persisted state plus alice's
+/// Documents and .ssh.
 pub fn config() -> serde_json::Value {
-    let mut c = zfs::zfs_config();
-    let mut modules = vec!["virtio_pci", "virtio_blk"];
-    modules.extend(luks_disk::DM_CRYPT_MODULES);
-    modules.push("zfs");
-    c["modules"] = json!({"load": modules, "coldplug": true});
-    c["luks"] = json!({"devices": {MAPPING: {"device": format!("UUID={}", FORMAT.uuid), "tries": 3}}});
-    c["pools"] = json!({"zfs": {"rpool": {"devNodes": "/dev/mapper", "timeout": 30}}});
-    c["mounts"]["/persist/home"] = json!({"fsType": "zfs", "device": "rpool/safe/home"});
-    c["persistence"]["/persist"]["users"] = json!({"alice": {
-        "group": "users",
-        "directories": ["Documents", {"directory": ".ssh", "mode": "0700"}]
-    }});
-    c
+    Fixture::ZfsLuksBlank.config()
 }
 
 /// What stage 2 checks on each boot: the plain machine's state with the
