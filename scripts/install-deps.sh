@@ -13,8 +13,10 @@ set -euo pipefail
 # The SSH unlock is tested with the real OpenSSH client, and its DHCP client
 # against dnsmasq in network namespaces (iproute2). musl-gcc compiles the C
 # and assembly parts of ring (russh's AES-GCM) for the static build.
+# nix-bin's nix-instantiate parses every .nix file and evaluates the NixOS
+# modules (scripts/nix-check.sh); no Nix store build runs here.
 packages=(util-linux mount coreutils findutils gcc libc6-dev binutils git xz-utils ca-certificates curl fdisk gdisk
-  cryptsetup-bin dmsetup keyutils systemd tar openssh-client dnsmasq-base iproute2 musl-tools)
+  cryptsetup-bin dmsetup keyutils systemd tar openssh-client dnsmasq-base iproute2 musl-tools nix-bin python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as root: formatting and lints, unit tests, the root
+# The whole test suite, as root: formatting and lints, the Nix modules'
+# evaluation (scripts/nix-check.sh), unit tests, the root
 # integration tests (real mounts in private namespaces), a static musl build,
 # a short run of every fuzz target, the VM scenarios (QEMU booting lethe's
 # stage 1 on Debian's kernel), and the benchmarks (figures printed).
@@ -19,6 +20,9 @@ section() { printf '\n==> %s\n' "$*"; }
 section "format and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+
+section "Nix: every .nix file parses; the modules evaluate to the committed fixtures"
+bash scripts/nix-check.sh
 
 section "tests (unit and root integration)"
 cargo test --locked --workspace 2>&1 | tee "$log"
