@@ -376,7 +376,7 @@ in
 
     package = mkOption {
       type = types.package;
-      default = pkgs.callPackage ./package.nix { };
+      default = pkgs.pkgsStatic.callPackage ./package.nix { };
       defaultText = literalExpression "lethe's static package";
       description = "The lethe package; its static initrd-tool goes into the initrd.";
     };

@@ -1,0 +1,57 @@
+# lethe's flake: the static package, the NixOS modules, and the NixOS VM tests
+# of the scenarios vm-tests boots (each under systemd and scripted stage 1).
+{
+  description = "lethe: erase-your-darlings stage 1 for NixOS, in small static Rust binaries";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      system = "x86_64-linux";
+      pkgs = nixpkgs.legacyPackages.${system};
+      lethe = pkgs.pkgsStatic.callPackage ./nix/package.nix { };
+    in
+    {
+      packages.${system} = {
+        default = lethe;
+        inherit lethe;
+      };
+
+      nixosModules.default = {
+        imports = [ ./nix/module.nix ];
+        boot.initrd.lethe.package = nixpkgs.lib.mkDefault self.packages.${system}.default;
+      };
+
+      checks.${system} =
+        import ./nix/tests {
+          inherit pkgs;
+          module = self.nixosModules.default;
+        }
+        // {
+          package = lethe;
+          # The configs the module writes for the example machines pass check-config.
+          fixtures = pkgs.runCommand "lethe-fixtures" { nativeBuildInputs = [ lethe ]; } ''
+            for f in ${./nix/fixtures}/*.json; do
+              initrd-tool check-config "$f"
+            done
+            touch $out
+          '';
+        };
+
+      formatter.${system} = pkgs.nixfmt-rfc-style;
+
+      devShells.${system}.default = pkgs.mkShell {
+        packages = with pkgs; [
+          cargo
+          rustc
+          clippy
+          rustfmt
+          cryptsetup
+          btrfs-progs
+          qemu
+          nixfmt-rfc-style
+        ];
+      };
+    };
+}
