@@ -39,7 +39,7 @@
           '';
         };
 
-      formatter.${system} = pkgs.nixfmt-rfc-style;
+      formatter.${system} = pkgs.nixfmt;
 
       devShells.${system}.default = pkgs.mkShell {
         packages = with pkgs; [
@@ -50,7 +50,7 @@
           cryptsetup
           btrfs-progs
           qemu
-          nixfmt-rfc-style
+          nixfmt
         ];
       };
     };
