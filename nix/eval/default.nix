@@ -16,25 +16,12 @@
   ),
 }:
 let
-  # The modules need pkgs only for what they build (the package, the checked
-  # config file, units' command lines), never for the config itself.
-  noPkgs = {
-    _module.args.pkgs = throw "evaluation tests have no pkgs: something forced a build";
-    boot.initrd.lethe.package = "/nix/store/00000000000000000000000000000000-lethe";
-  };
-
   evaluate =
     machine:
     let
       inherit
         (lib.evalModules {
-          modules = [
-            ./stubs.nix
-            ../lethe.nix
-            ../persistence.nix
-            noPkgs
-            machine
-          ];
+          modules = import ./modules.nix ++ [ machine ];
         })
         config
         ;

@@ -6,16 +6,7 @@ let
   eval =
     machine:
     (lib.evalModules {
-      modules = [
-        ./stubs.nix
-        ../lethe.nix
-        ../persistence.nix
-        {
-          _module.args.pkgs = throw "evaluation tests have no pkgs";
-          boot.initrd.lethe.package = "/nix/store/00000000000000000000000000000000-lethe";
-        }
-        machine
-      ];
+      modules = import ./modules.nix ++ [ machine ];
     }).config;
 
   tool = "/nix/store/00000000000000000000000000000000-lethe/bin/initrd-tool";

@@ -7,13 +7,8 @@ let
   eval =
     machine:
     (lib.evalModules {
-      modules = [
-        ./stubs.nix
-        ../lethe.nix
-        ../persistence.nix
+      modules = import ./modules.nix ++ [
         {
-          _module.args.pkgs = throw "evaluation tests have no pkgs";
-          boot.initrd.lethe.package = "/nix/store/00000000000000000000000000000000-lethe";
           boot.initrd.lethe.enable = true;
           fileSystems."/".device = "/dev/vda1";
           fileSystems."/persistent" = {
