@@ -71,14 +71,27 @@ let
 
   # Mount options lethe passes on: mount(8)'s no-op "defaults" dropped.
   fsOptions = f: filter (o: o != "defaults" && !(hasPrefix "x-systemd.device-timeout=" o)) f.options;
-  # x-systemd.device-timeout=N[s] (what NixOS users set) becomes lethe's wait.
-  fsTimeout =
+  # x-systemd.device-timeout= (what NixOS users set) becomes lethe's wait, in
+  # seconds: N, Ns or Nmin; another form is refused by an assertion below.
+  timeoutValue =
     f:
     let
       t = filter (hasPrefix "x-systemd.device-timeout=") f.options;
-      v = removePrefix "x-systemd.device-timeout=" (head t);
     in
-    if t == [ ] then null else lib.toInt (lib.removeSuffix "s" v);
+    if t == [ ] then null else removePrefix "x-systemd.device-timeout=" (head t);
+  parseTimeout =
+    v:
+    let
+      secs = builtins.match "([0-9]+)(s|sec)?" v;
+      mins = builtins.match "([0-9]+)min" v;
+    in
+    if secs != null then
+      lib.toInt (head secs)
+    else if mins != null then
+      60 * lib.toInt (head mins)
+    else
+      null;
+  fsTimeout = f: if timeoutValue f == null then null else parseTimeout (timeoutValue f);
   optionValue =
     prefix: f:
     let
@@ -191,6 +204,53 @@ let
     "dm_mod"
     "dm_crypt"
   ];
+  # The ciphers dm-crypt asks the kernel for (request_module): in the initrd,
+  # as boot.initrd.luks puts them there.
+  cryptoModules = optionals (cfg.luks.devices != { }) (
+    [ "cryptd" ]
+    ++ config.boot.initrd.luks.cryptoModules or [
+      "aes"
+      "aes_generic"
+      "xts"
+      "cbc"
+      "sha256"
+      "sha512"
+    ]
+  );
+
+  # Every device lethe must find, with where it is set.
+  devicesUsed =
+    lib.mapAttrsToList (n: d: {
+      at = "boot.initrd.lethe.luks.devices.${n}.device";
+      dev = d.device;
+    }) cfg.luks.devices
+    ++ lib.concatLists (
+      lib.mapAttrsToList (
+        n: d:
+        optional (d.keyFileDevice != null) {
+          at = "boot.initrd.lethe.luks.devices.${n}.keyFileDevice";
+          dev = d.keyFileDevice;
+        }
+      ) cfg.luks.devices
+    )
+    ++ map (f: {
+      at = "fileSystems.\"${f.mountPoint}\".device";
+      dev = if f.device == null then "" else f.device;
+    }) (filter neededForBoot (attrValues fs))
+    ++ optional (cfg.rollback.btrfs != null) {
+      at = "boot.initrd.lethe.rollback.btrfs.device";
+      dev = cfg.rollback.btrfs.device;
+    };
+  # Links only udev makes, which lethe's own PID 1 (no udev) never sees.
+  udevOnly = filter (u: lib.any (k: hasPrefix "/dev/disk/${k}/" u.dev) [
+    "by-id"
+    "by-path"
+    "by-diskseq"
+    "by-partlabel"
+  ]) devicesUsed;
+  badTimeouts = filter (f: timeoutValue f != null && parseTimeout (timeoutValue f) == null) (
+    filter neededForBoot (attrValues fs)
+  );
 
   settings = {
     version = 1;
@@ -598,6 +658,7 @@ in
           '';
 
       boot.initrd.kernelModules = luksModules;
+      boot.initrd.availableKernelModules = cryptoModules;
       boot.kernelParams = optional (cfg.logLevel == "debug") "lethe.log=debug";
 
       boot.initrd.secrets = lib.listToAttrs (map (k: nameValuePair (hostKeyPath k) (toString k)) cfg.ssh.hostKeys);
@@ -644,6 +705,18 @@ in
           {
             assertion = !cfg.ssh.enable || cfg.luks.devices != { };
             message = "boot.initrd.lethe.ssh asks for LUKS passphrases, but boot.initrd.lethe.luks.devices is empty.";
+          }
+          {
+            assertion = cfg.mode != "init" || udevOnly == [ ];
+            message = "boot.initrd.lethe.mode = \"init\" has no udev, so these links never appear: ${
+              concatMapStringsSep ", " (u: "${u.at} = ${u.dev}") udevOnly
+            }; use /dev/disk/by-uuid, by-label or by-partuuid (or UUID=, LABEL=, PARTUUID=).";
+          }
+          {
+            assertion = badTimeouts == [ ];
+            message = "x-systemd.device-timeout= on ${
+              concatMapStringsSep ", " (f: "fileSystems.\"${f.mountPoint}\" (${timeoutValue f})") badTimeouts
+            }: lethe reads N, Ns or Nmin.";
           }
           {
             assertion = unique keyNames == keyNames;

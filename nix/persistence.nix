@@ -245,6 +245,9 @@ let
   files = entries "file";
   allEntries = dirs ++ files;
 
+  # A home's entries need the home and the owner: users.users must have the user.
+  unknownUsers = unique (concatMap (s: filter (n: !(users ? ${n})) (attrNames s.users)) (attrValues enabled));
+
   duplicates =
     paths:
     unique (filter (p: builtins.length (filter (q: q == p) paths) > 1) paths);
@@ -383,6 +386,10 @@ in
         {
           assertion = config.boot.initrd.lethe.enable;
           message = "environment.persistence is applied by lethe's persist-bind in stage 1: set boot.initrd.lethe.enable = true.";
+        }
+        {
+          assertion = unknownUsers == [ ];
+          message = "environment.persistence: users.<name> names no user in users.users: ${concatStringsSep ", " unknownUsers}";
         }
         {
           assertion = badStorage == [ ];

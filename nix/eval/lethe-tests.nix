@@ -143,6 +143,43 @@ lib.runTests {
     };
   };
 
+  testDeviceTimeoutsInSecondsOrMinutes = {
+    expr =
+      map
+        (
+          t:
+          (eval {
+            boot.initrd.lethe.enable = true;
+            fileSystems."/" = {
+              device = "/dev/vda1";
+              options = [ "x-systemd.device-timeout=${t}" ];
+            };
+          }).boot.initrd.lethe.settings.root.timeout
+        )
+        [
+          "7"
+          "7s"
+          "7sec"
+          "2min"
+        ];
+    expected = [
+      7
+      7
+      7
+      120
+    ];
+  };
+
+  # dm-crypt asks the kernel for its cipher modules: they must be in the initrd.
+  testLuksPutsTheCipherModulesInTheInitrd = {
+    expr = lib.all (m: lib.elem m systemd.boot.initrd.availableKernelModules) [
+      "cryptd"
+      "aes"
+      "xts"
+    ];
+    expected = true;
+  };
+
   testLuksLoadsDeviceMapper = {
     expr = lib.all (m: lib.elem m systemd.boot.initrd.kernelModules) [
       "dm_mod"
