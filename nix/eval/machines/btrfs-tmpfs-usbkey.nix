@@ -10,6 +10,8 @@ let
   };
 in
 {
+  imports = [ ./common/system.nix ];
+
   boot.initrd.lethe = {
     enable = true;
     mode = "init";
@@ -59,15 +61,5 @@ in
     "/home" = btrfs "@user/home" // {
       neededForBoot = true;
     };
-  };
-
-  environment.persistence."/persist" = {
-    hideMounts = true;
-    directories = [ "/var/lib/nixos" ];
-    files = [
-      "/etc/machine-id"
-      "/etc/ssh/ssh_host_ed25519_key"
-      "/etc/ssh/ssh_host_ed25519_key.pub"
-    ];
   };
 }

@@ -2,6 +2,11 @@
 # pool rpool imported from /dev/mapper, rpool/local/root rolled back to
 # @blank on every boot, alice's Documents and .ssh kept on rpool/safe/home.
 {
+  imports = [
+    ./common/system.nix
+    ./common/alice.nix
+  ];
+
   boot.initrd.lethe = {
     enable = true;
     mode = "init";
@@ -40,25 +45,11 @@
     };
   };
 
-  environment.persistence."/persist" = {
-    hideMounts = true;
-    directories = [ "/var/lib/nixos" ];
-    files = [
-      "/etc/machine-id"
-      "/etc/ssh/ssh_host_ed25519_key"
-      "/etc/ssh/ssh_host_ed25519_key.pub"
-    ];
-    users.alice.directories = [
-      "Documents"
-      {
-        directory = ".ssh";
-        mode = "0700";
-      }
-    ];
-  };
-  users.users.alice = {
-    isNormalUser = true;
-    uid = 1000;
-  };
-  users.groups.users.gid = 100;
+  environment.persistence."/persist".users.alice.directories = [
+    "Documents"
+    {
+      directory = ".ssh";
+      mode = "0700";
+    }
+  ];
 }

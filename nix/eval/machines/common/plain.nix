@@ -1,19 +1,8 @@
-# What every vm-tests machine persists from /persist, in impermanence's terms:
-# /var/lib/nixos, the machine id, the SSH host key, alice's ~/.config.
+# What the plain vm-tests machine persists: the machine state and alice's ~/.config.
 {
-  environment.persistence."/persist" = {
-    hideMounts = true;
-    directories = [ "/var/lib/nixos" ];
-    files = [
-      "/etc/machine-id"
-      "/etc/ssh/ssh_host_ed25519_key"
-      "/etc/ssh/ssh_host_ed25519_key.pub"
-    ];
-    users.alice.directories = [ ".config" ];
-  };
-  users.users.alice = {
-    isNormalUser = true;
-    uid = 1000;
-  };
-  users.groups.users.gid = 100;
+  imports = [
+    ./system.nix
+    ./alice.nix
+  ];
+  environment.persistence."/persist".users.alice.directories = [ ".config" ];
 }
