@@ -24,7 +24,11 @@ done
 # The VM tests (vm-tests/): QEMU, Debian's kernel and its modules to boot,
 # and the tools that make the disk images (without recommends: no GUI, no
 # firmware bundles).
-vm_packages=(qemu-system-x86 linux-image-amd64 e2fsprogs btrfs-progs dosfstools cpio)
+# The boot benchmark's peers build their images for the same kernel: Debian's
+# initramfs-tools with cryptsetup-initramfs, and dracut (dracut-core: the
+# generator without the package that would replace initramfs-tools).
+vm_packages=(qemu-system-x86 linux-image-amd64 e2fsprogs btrfs-progs dosfstools cpio
+  initramfs-tools cryptsetup cryptsetup-initramfs dracut-core)
 vm_missing=()
 for p in "${vm_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$p")

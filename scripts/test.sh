@@ -49,6 +49,10 @@ cargo bench --locked -p rollback --bench rollback -- --quick
 LETHE_INITRD_TOOL="$PWD/target/x86_64-unknown-linux-musl/release/initrd-tool" \
   cargo bench --locked -p luks --bench unlock
 cargo run --locked -p vm-tests --release -- bench-rollback --quick
+# Stage 1 against Debian's initramfs-tools and dracut on the same kernel, disks and work
+# (one measured boot per machine and initramfs, no warm-up boot: the peers' shell per
+# persisted entry takes minutes under emulation; the README's figures are from five).
+cargo run --locked -p vm-tests --release -- bench --runs 1 --no-warm-up
 # What the SSH unlock server (russh, tokio) adds to the static binary.
 cargo build --locked --release --target x86_64-unknown-linux-musl -p initrd-tool --no-default-features \
   --target-dir target/no-default-features

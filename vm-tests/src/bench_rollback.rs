@@ -145,6 +145,7 @@ pub fn run(h: &Harness, o: Options, echo: Option<&str>) -> Result<(RollbackBench
         timeout,
         echo: echo.map(str::to_owned),
         ssh_port: None,
+        memory_file: None,
     })?;
     let host_wall_s = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&disk);

@@ -60,7 +60,7 @@ const SETUP_SCRIPT: &str = include_str!("../guest/luks-btrfs-setup.sh");
 const CHECK_SCRIPT: &str = include_str!("../guest/luks-btrfs-check.sh");
 
 /// What luks-btrfs-setup.sh and luks-btrfs-check.sh check.
-const SETUP_CHECKS: &[(&str, &str)] = &[
+pub const SETUP_CHECKS: &[(&str, &str)] = &[
     ("stick-key", "the key file on the stick reads back as written"),
     ("nix-copied", "@system/nix holds the nix image's tree"),
     ("persist-copied", "@system/state holds the persist image's tree"),
@@ -111,6 +111,42 @@ fn tools_initrd(h: &Harness, dir: &Path, key: &KeyFile) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The laptop's disks, and the guest that filled them.
+pub struct Disks {
+    /// The LUKS2 disk (BTRFS inside).
+    pub disk: PathBuf,
+    /// The vfat stick with the key file.
+    pub stick: PathBuf,
+    /// The busybox guest with the reference cryptsetup (for the check guest).
+    pub tools: PathBuf,
+    /// The setup guest's boot: [`guest::check`] it before booting the disks.
+    pub setup: Boot,
+}
+
+/// The disk formatted on the host (passphrase and key-file keyslots) and the stick, filled
+/// by a setup guest: the key file on the stick, /nix's tree for `expect` and the persisted
+/// state in the BTRFS subvolumes.
+pub fn make_disks(h: &Harness, dir: &Path, expect: &Expectations, echo: Option<&str>) -> Result<Disks> {
+    let key = KeyFile { path: dir.join("cryptroot.key"), offset: KEY_OFFSET, size: KEY_SIZE };
+    luks_disk::write_key_file(&key.path, KEY_FILE_BYTES)?;
+    let tools = tools_initrd(h, dir, &key)?;
+    let nix = machine::nix_staging(h, dir, expect)?;
+    let persist = machine::persist_staging(dir)?;
+    let (nix_img, persist_img) = (dir.join("nix.img"), dir.join("persist.img"));
+    images::mkfs_ext4("nix", &nix, &nix_img, 32)?;
+    images::mkfs_ext4("persist", &persist, &persist_img, 64)?;
+
+    let (disk, stick) = (dir.join("disk.img"), dir.join("stick.img"));
+    luks_disk::sparse_file(&disk, DISK_MIB)?;
+    luks_disk::format(&disk, &FORMAT)?;
+    luks_disk::add_key_file(&disk, &key, KEY_KDF)?;
+    luks_disk::vfat_stick(&stick, STICK_ID, "LETHEKEY", STICK_KIB)?;
+    let setup_disks = [disk.clone(), stick.clone(), nix_img, persist_img];
+    let setup =
+        h.boot_cmdline("setup", &tools, &setup_disks, &guest::cmdline("luks-btrfs-setup.sh"), echo)?;
+    Ok(Disks { disk, stick, tools, setup })
+}
+
 /// One of lethe's boots: its label, whether the stick is plugged in, and
 /// what is typed.
 struct LetheBoot {
@@ -123,24 +159,7 @@ struct LetheBoot {
 /// a setup guest; four boots of lethe; a check guest reads the disk back.
 pub fn btrfs_tmpfs_usbkey(h: &Harness, echo: Option<&str>, r: &mut ScenarioResult) -> Result<()> {
     let dir = h.dir("btrfs-tmpfs-usbkey")?;
-    let key = KeyFile { path: dir.join("cryptroot.key"), offset: KEY_OFFSET, size: KEY_SIZE };
-    luks_disk::write_key_file(&key.path, KEY_FILE_BYTES)?;
-    let tools = tools_initrd(h, &dir, &key)?;
-    let nix = machine::nix_staging(h, &dir, &expectations())?;
-    let persist = machine::persist_staging(&dir)?;
-    let (nix_img, persist_img) = (dir.join("nix.img"), dir.join("persist.img"));
-    images::mkfs_ext4("nix", &nix, &nix_img, 32)?;
-    images::mkfs_ext4("persist", &persist, &persist_img, 64)?;
-
-    let (disk, stick) = (dir.join("disk.img"), dir.join("stick.img"));
-    luks_disk::sparse_file(&disk, DISK_MIB)?;
-    luks_disk::format(&disk, &FORMAT)?;
-    luks_disk::add_key_file(&disk, &key, KEY_KDF)?;
-    luks_disk::vfat_stick(&stick, STICK_ID, "LETHEKEY", STICK_KIB)?;
-
-    let setup_disks = [disk.clone(), stick.clone(), nix_img, persist_img];
-    let setup =
-        h.boot_cmdline("setup", &tools, &setup_disks, &guest::cmdline("luks-btrfs-setup.sh"), echo)?;
+    let Disks { disk, stick, tools, setup } = make_disks(h, &dir, &expectations(), echo)?;
     guest::check(&mut r.findings, "setup", &setup, SETUP_CHECKS);
     r.boots.push(("setup".into(), setup));
     if !r.findings.is_empty() {

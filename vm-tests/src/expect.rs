@@ -219,7 +219,7 @@ impl Report {
 }
 
 /// /run/lethe/timings.json, as far as the harness reads it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub kernel_uptime_ms_at_start: f64,
     pub steps: Vec<StepTiming>,
@@ -227,7 +227,7 @@ pub struct Timings {
 }
 
 /// One stage-1 step's duration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepTiming {
     pub name: String,
     pub ms: f64,

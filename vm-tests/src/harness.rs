@@ -15,6 +15,9 @@ pub const CMDLINE: &str = "console=ttyS0 init=/nix/store/lethe-stage2 panic=-1 l
 pub const GUEST_CPUS: u32 = 1;
 pub const GUEST_MEMORY_MIB: u32 = 512;
 
+/// The shortest time a benchmark boot may take before QEMU is killed.
+pub const BENCH_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Everything a scenario needs from the host.
 #[derive(Debug)]
 pub struct Harness {
@@ -97,6 +100,26 @@ impl Harness {
         self.boot_networked(label, initrd, disks, cmdline, input, None, echo)
     }
 
+    /// A boot for the benchmark: no input, no echo, the guest's RAM backed by a file in
+    /// /dev/shm so that [`Boot::memory_touched`] says how much of it the guest used, and at
+    /// least [`BENCH_TIMEOUT`] (a peer's shell per persisted entry is slow under emulation).
+    pub fn boot_measured(&self, initrd: &Path, disks: &[PathBuf], cmdline: &str) -> Result<Boot> {
+        let memory_file = PathBuf::from(format!("/dev/shm/lethe-vm-tests-{}.ram", std::process::id()));
+        qemu::boot(&BootSpec {
+            kernel: self.kernel.image.clone(),
+            initrd: initrd.to_path_buf(),
+            append: cmdline.to_owned(),
+            disks: disks.to_vec(),
+            accel: self.accel,
+            cpus: GUEST_CPUS,
+            memory_mib: GUEST_MEMORY_MIB,
+            timeout: self.timeout.max(BENCH_TIMEOUT),
+            echo: None,
+            ssh_port: None,
+            memory_file: Some(memory_file),
+        })
+    }
+
     /// [`Harness::boot_typing`] with a NIC whose port 22 is forwarded to `ssh_port` on
     /// 127.0.0.1 (QEMU's user network), when given.
     #[allow(clippy::too_many_arguments)]
@@ -124,6 +147,7 @@ impl Harness {
             timeout: self.timeout,
             echo: echo.map(str::to_owned),
             ssh_port,
+            memory_file: None,
         };
         qemu::boot_typing(&spec, input)
     }

@@ -475,6 +475,7 @@ mod tests {
                     after_lines: *after_lines,
                 })
                 .collect(),
+            memory_touched: None,
         }
     }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use vm_tests::bench::{BenchMachine, Stage1};
 use vm_tests::bench_rollback::Options;
 use vm_tests::error::Error;
 use vm_tests::harness::{self, Harness};
@@ -39,18 +40,30 @@ enum Cmd {
     /// Boots btrfs-tmpfs-usbkey (key file on a stick, then the passphrase),
     /// showing every console and the stage-1 timing table.
     Demo,
-    /// Boots plain-tmpfs several times and reports stage-1 time and initramfs size.
+    /// Boots btrfs-tmpfs-usbkey, btrfs-blank and plain-tmpfs (each with 100 more persisted
+    /// directories) through lethe's initramfs, Debian's initramfs-tools and dracut, built for
+    /// the same kernel and disks doing the same work; reports stage-1 time (guest clock),
+    /// initramfs size and guest RAM touched as a table or JSON, and writes an SVG chart.
     Bench {
-        /// Boots to measure.
+        /// Measured boots per machine and initramfs.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
+        /// Measures from the first boot on, without the unmeasured warm-up boot (first-boot
+        /// work included; quicker, for CI).
+        #[arg(long)]
+        no_warm_up: bool,
         /// Prints JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Also boots the same kernel as often through Debian's own initramfs
-        /// (initramfs-tools) onto an ext4 root, for comparison.
+        /// Only this machine (repeatable): btrfs-tmpfs-usbkey, btrfs-blank, plain-tmpfs.
+        #[arg(long = "machine", value_name = "NAME")]
+        machines: Vec<String>,
+        /// Only this initramfs (repeatable): lethe, initramfs-tools, dracut.
+        #[arg(long = "initramfs", value_name = "NAME")]
+        initramfs: Vec<String>,
+        /// Where the SVG chart goes (default: target/vm-tests/bench/bench.svg).
         #[arg(long)]
-        compare_debian: bool,
+        svg: Option<std::path::PathBuf>,
     },
     /// Times ZFS's rollback of a root holding 100,000 files (`initrd-tool
     /// rollback zfs`) against `rm -rf` of the same tree, in one busybox guest.
@@ -83,7 +96,15 @@ fn main() -> ExitCode {
         }
         Cmd::Run { name, verbose } => run(&name, verbose),
         Cmd::Demo => demo(),
-        Cmd::Bench { runs, json, compare_debian } => bench(runs as usize, json, compare_debian),
+        Cmd::Bench { runs, no_warm_up, json, machines, initramfs, svg } => {
+            let o = vm_tests::bench::Options {
+                runs: runs as usize,
+                warm_up: !no_warm_up,
+                machines: Vec::new(),
+                stage1s: Vec::new(),
+            };
+            bench(o, json, &machines, &initramfs, svg)
+        }
         Cmd::BenchRollback { runs, files, json, quick, verbose } => {
             let base = if quick { Options::QUICK } else { Options::FULL };
             let o = Options {
@@ -222,36 +243,80 @@ fn demo() -> ExitCode {
         println!("\ninitramfs: {bytes} bytes (kernel {}, accel {})", h.kernel.version, h.accel);
     }
     let lethe_boots: Vec<_> =
-        vm_tests::bench::boot_times(&r).into_iter().filter(|b| b.timings.is_some()).collect();
+        vm_tests::scenarios::boot_times(&r).into_iter().filter(|b| b.timings.is_some()).collect();
     println!("\n{}", report::timing_table(&lethe_boots));
     if r.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn bench(runs: usize, json: bool, compare_debian: bool) -> ExitCode {
-    let result = setup().and_then(|h| vm_tests::bench::run(&h, runs, compare_debian));
-    match result {
-        Ok((bench, findings)) => {
-            if json {
-                match serde_json::to_string_pretty(&bench) {
-                    Ok(j) => println!("{j}"),
-                    Err(e) => {
-                        eprintln!("vm-tests bench: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print!("{}", bench.table());
+fn bench(
+    mut o: vm_tests::bench::Options,
+    json: bool,
+    names: &[String],
+    initramfs: &[String],
+    svg: Option<std::path::PathBuf>,
+) -> ExitCode {
+    for n in initramfs {
+        match Stage1::from_name(n) {
+            Some(s) if !o.stage1s.contains(&s) => o.stage1s.push(s),
+            Some(_) => {}
+            None => {
+                let all: Vec<&str> = Stage1::ALL.iter().map(|s| s.name()).collect();
+                eprintln!("vm-tests bench: no initramfs {n:?}; expected one of {}", all.join(", "));
+                return ExitCode::from(2);
             }
-            for f in &findings {
-                eprintln!("bench: FAIL {f}");
-            }
-            if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-        }
-        Err(e) => {
-            eprintln!("vm-tests bench: {e}");
-            ExitCode::FAILURE
         }
     }
+    // Always in the same order, however they were named.
+    o.stage1s = Stage1::ALL.into_iter().filter(|s| o.stage1s.is_empty() || o.stage1s.contains(s)).collect();
+    let mut machines = Vec::new();
+    for n in names {
+        match BenchMachine::from_name(n) {
+            Some(m) if !machines.contains(&m) => machines.push(m),
+            Some(_) => {}
+            None => {
+                let all: Vec<&str> = BenchMachine::ALL.iter().map(|m| m.name()).collect();
+                eprintln!("vm-tests bench: no machine {n:?}; expected one of {}", all.join(", "));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if machines.is_empty() {
+        machines = BenchMachine::ALL.to_vec();
+    }
+    let started = std::time::Instant::now();
+    o.machines = machines;
+    let (h, (report, findings)) = match setup().and_then(|h| vm_tests::bench::run(&h, &o).map(|r| (h, r))) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vm-tests bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let svg_path = svg.unwrap_or_else(|| h.work.join("bench/bench.svg"));
+    if let Err(e) = std::fs::write(&svg_path, vm_tests::chart::svg(&report)) {
+        eprintln!("vm-tests bench: cannot write {}: {e}", svg_path.display());
+        return ExitCode::FAILURE;
+    }
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("vm-tests bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("\n{}", report.table());
+    }
+    eprintln!(
+        "bench: chart in {}; {:.0} s wall time in all (images, builds, boots)",
+        svg_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    for f in &findings {
+        eprintln!("bench: FAIL {f}");
+    }
+    if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn bench_rollback(o: Options, json: bool, verbose: bool) -> ExitCode {

@@ -44,6 +44,9 @@ pub struct BootSpec {
     /// A virtio NIC on QEMU's user network, the guest's port 22 forwarded to this port on
     /// 127.0.0.1 only; `None`: no network at all.
     pub ssh_port: Option<u16>,
+    /// Back the guest's RAM by this file (made anew, removed after the boot) to measure how
+    /// much of it the guest touched: a page is allocated in the file when first written.
+    pub memory_file: Option<PathBuf>,
 }
 
 /// How a boot ended.
@@ -122,6 +125,9 @@ pub struct Boot {
     /// What the harness typed, in order (fewer than asked when the console
     /// never showed what an input waited for).
     pub typed: Vec<Typed>,
+    /// With [`BootSpec::memory_file`]: the guest RAM touched (ever written) by the time stage
+    /// 2's line arrived, in bytes; the highest memory use since power-on cannot be lower.
+    pub memory_touched: Option<u64>,
 }
 
 impl Boot {
@@ -206,6 +212,20 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
     for d in &spec.disks {
         cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", d.display()));
     }
+    if let Some(f) = &spec.memory_file {
+        // A stale file would count pages of an earlier guest.
+        let _ = std::fs::remove_file(f);
+        cmd.args([
+            "-object",
+            &format!(
+                "memory-backend-file,id=ram,size={}M,mem-path={},share=on",
+                spec.memory_mib,
+                f.display()
+            ),
+            "-machine",
+            "memory-backend=ram",
+        ]);
+    }
     if let Some(port) = spec.ssh_port {
         // The guest sees QEMU's usual 10.0.2.0/24 with a DHCP server at 10.0.2.2; nothing but
         // the one forwarded port reaches it, and only from this machine.
@@ -228,12 +248,17 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
         start,
         typed: Vec::new(),
         echo: spec.echo.clone(),
+        memory_file: spec.memory_file.clone(),
+        memory_touched: None,
     };
     let outcome = watch(&mut reader, start + spec.timeout);
     // Stopping QEMU (a no-op when it has exited); the pipes then close.
     let _ = child.kill();
     let status = child.wait().context(|| "cannot wait for QEMU".into())?;
     reader.drain();
+    if let Some(f) = &spec.memory_file {
+        let _ = std::fs::remove_file(f);
+    }
     let outcome = match outcome {
         Some(o) => o,
         None => {
@@ -253,6 +278,7 @@ pub fn boot_typing(spec: &BootSpec, input: &[ConsoleInput]) -> Result<Boot> {
         outcome,
         elapsed: start.elapsed(),
         typed: reader.typed,
+        memory_touched: reader.memory_touched,
     })
 }
 
@@ -271,9 +297,19 @@ struct ConsoleReader {
     start: Instant,
     typed: Vec<Typed>,
     echo: Option<String>,
+    memory_file: Option<PathBuf>,
+    memory_touched: Option<u64>,
 }
 
 impl ConsoleReader {
+    /// Notes how much of the guest's RAM file has been allocated.
+    fn sample_memory(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(f) = &self.memory_file {
+            self.memory_touched = std::fs::metadata(f).ok().map(|m| m.blocks() * 512);
+        }
+    }
+
     /// The next line before `deadline`; `Err(true)` at the deadline,
     /// `Err(false)` once the console closed (QEMU exited). Typing events
     /// on the way are recorded.
@@ -323,6 +359,7 @@ fn watch(r: &mut ConsoleReader, deadline: Instant) -> Option<Outcome> {
             return Some(Outcome::GuestDone);
         }
         if let Some(parsed) = Report::from_console_line(&line) {
+            r.sample_memory();
             let outcome = match parsed {
                 Ok(report) => Outcome::Stage2(report),
                 Err(e) => Outcome::Stage2Garbled { line: line.clone(), error: e.to_string() },
@@ -546,6 +583,8 @@ mod tests {
             start: Instant::now(),
             typed: Vec::new(),
             echo: None,
+            memory_file: None,
+            memory_touched: None,
         }
     }
 

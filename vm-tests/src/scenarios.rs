@@ -264,6 +264,19 @@ pub fn check_plain_boot(r: &mut ScenarioResult, n: u64, boot: &Boot) {
     });
 }
 
+/// Each boot's stage-1 figures from its stage 2 report.
+pub fn boot_times(r: &ScenarioResult) -> Vec<crate::report::BootTimes> {
+    r.boots
+        .iter()
+        .zip(r.reports())
+        .map(|((label, _), rep)| crate::report::BootTimes {
+            label: label.clone(),
+            stage2_at_s: rep.and_then(|r| r.uptime_s),
+            timings: rep.and_then(timings),
+        })
+        .collect()
+}
+
 /// The stage-1 timings of a report, if present and well-formed.
 pub fn timings(rep: &Report) -> Option<Timings> {
     rep.timings.clone().and_then(|t| serde_json::from_value(t).ok())
