@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -522,13 +522,6 @@ fn symlink(link: &Path, target: &str) -> Result<()> {
         std::fs::create_dir_all(parent).context(|| error::at(parent, "cannot create"))?;
     }
     std::os::unix::fs::symlink(target, link).context(|| error::at(link, "cannot make the symlink"))
-}
-
-/// The initramfs images of one machine: lethe's and the peers', by name.
-#[derive(Debug, Clone)]
-pub struct Images {
-    pub lethe: PathBuf,
-    pub peers: Vec<(Peer, PathBuf)>,
 }
 
 #[cfg(test)]
