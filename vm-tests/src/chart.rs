@@ -25,8 +25,12 @@ pub fn svg(r: &BenchReport) -> String {
         .flat_map(|m| m.stage1s())
         .filter_map(|(_, f)| f.map(|f| f.max_ms))
         .fold(1.0, f64::max);
-    // A round scale: 5 s steps (1 s below 10 s).
-    let step_ms = if max_ms > 10_000.0 { 5_000.0 } else { 1_000.0 };
+    // A round scale with at most 10 steps of 1, 2, 5, 10, 20, 30 or 60 s.
+    let step_ms = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0]
+        .into_iter()
+        .map(|s| s * 1e3)
+        .find(|s| max_ms / s <= 10.0)
+        .unwrap_or(120_000.0);
     let scale_ms = (max_ms / step_ms).ceil() * step_ms;
     let plot = WIDTH - LEFT - RIGHT;
     let x = |ms: f64| LEFT + plot * ms / scale_ms;
@@ -259,7 +263,9 @@ mod tests {
             svg.contains("<title>modules: 300 ms</title>") && svg.contains("<title>rollback: 150 ms</title>")
         );
         assert!(svg.contains("2 x &lt;cpu&gt;"), "text is escaped");
-        // The scale is rounded up past the slowest boot: 15 s.
-        assert!(svg.contains(">15 s</text>") && !svg.contains(">20 s</text>"));
+        // The scale is rounded up past the slowest boot (12.1 s) in steps of 2 s: 14 s.
+        assert!(
+            svg.contains(">14 s</text>") && !svg.contains(">16 s</text>") && !svg.contains(">13 s</text>")
+        );
     }
 }
