@@ -105,19 +105,12 @@ impl Harness {
     /// least [`BENCH_TIMEOUT`] (a peer's shell per persisted entry is slow under emulation).
     pub fn boot_measured(&self, initrd: &Path, disks: &[PathBuf], cmdline: &str) -> Result<Boot> {
         let memory_file = PathBuf::from(format!("/dev/shm/lethe-vm-tests-{}.ram", std::process::id()));
-        qemu::boot(&BootSpec {
-            kernel: self.kernel.image.clone(),
-            initrd: initrd.to_path_buf(),
-            append: cmdline.to_owned(),
-            disks: disks.to_vec(),
-            accel: self.accel,
-            cpus: GUEST_CPUS,
-            memory_mib: GUEST_MEMORY_MIB,
+        let spec = BootSpec {
             timeout: self.timeout.max(BENCH_TIMEOUT),
-            echo: None,
-            ssh_port: None,
             memory_file: Some(memory_file),
-        })
+            ..self.spec(initrd, disks, cmdline)
+        };
+        qemu::boot(&spec)
     }
 
     /// [`Harness::boot_typing`] with a NIC whose port 22 is forwarded to `ssh_port` on
@@ -136,7 +129,13 @@ impl Harness {
         if echo.is_some() {
             println!("\n---- {label}: serial console ----");
         }
-        let spec = BootSpec {
+        let spec = BootSpec { echo: echo.map(str::to_owned), ssh_port, ..self.spec(initrd, disks, cmdline) };
+        qemu::boot_typing(&spec, input)
+    }
+
+    /// A boot of this harness's kernel and guest size: no echo, no network, no RAM file.
+    fn spec(&self, initrd: &Path, disks: &[PathBuf], cmdline: &str) -> BootSpec {
+        BootSpec {
             kernel: self.kernel.image.clone(),
             initrd: initrd.to_path_buf(),
             append: cmdline.to_owned(),
@@ -145,10 +144,9 @@ impl Harness {
             cpus: GUEST_CPUS,
             memory_mib: GUEST_MEMORY_MIB,
             timeout: self.timeout,
-            echo: echo.map(str::to_owned),
-            ssh_port,
+            echo: None,
+            ssh_port: None,
             memory_file: None,
-        };
-        qemu::boot_typing(&spec, input)
+        }
     }
 }
