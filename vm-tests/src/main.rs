@@ -297,16 +297,8 @@ fn bench(
         eprintln!("vm-tests bench: cannot write {}: {e}", svg_path.display());
         return ExitCode::FAILURE;
     }
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("vm-tests bench: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("\n{}", report.table());
+    if !print_figures("bench", &report, json, || report.table()) {
+        return ExitCode::FAILURE;
     }
     eprintln!(
         "bench: chart in {}; {:.0} s wall time in all (images, builds, boots)",
@@ -329,20 +321,36 @@ fn bench_rollback(o: Options, json: bool, verbose: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if json {
-        match serde_json::to_string_pretty(&bench) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("vm-tests bench-rollback: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("\n{}", bench.table());
+    if !print_figures("bench-rollback", &bench, json, || bench.table()) {
+        return ExitCode::FAILURE;
     }
     eprintln!("bench-rollback: {:.0} s wall time in all (build and boot)", started.elapsed().as_secs_f64());
     for f in &findings {
         eprintln!("bench-rollback: FAIL {f}");
     }
     if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// A benchmark's figures on stdout: JSON, or its table after an empty line. False (said on
+/// stderr) when they cannot be serialized.
+fn print_figures<T: serde::Serialize>(
+    what: &str,
+    figures: &T,
+    json: bool,
+    table: impl FnOnce() -> String,
+) -> bool {
+    if !json {
+        print!("\n{}", table());
+        return true;
+    }
+    match serde_json::to_string_pretty(figures) {
+        Ok(j) => {
+            println!("{j}");
+            true
+        }
+        Err(e) => {
+            eprintln!("vm-tests {what}: {e}");
+            false
+        }
+    }
 }
