@@ -45,7 +45,7 @@ pub struct Options {
     /// The lethe config (JSON), validated unless --unchecked; stored as /etc/lethe/config.json.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// The kernel's module directory, such as /lib/modules/6.1.0-56-amd64.
+    /// The kernel's module directory, such as /lib/modules/6.1.0-57-amd64.
     #[arg(long, value_name = "DIR")]
     pub kernel_modules: PathBuf,
     /// The initramfs to write.

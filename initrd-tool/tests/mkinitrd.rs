@@ -1,7 +1,8 @@
 //! `initrd-tool mkinitrd` against the host's Debian kernel modules: layout, module closure, filtered index, refusals.
 //!
-//! Needs /lib/modules/6.1.0-56-amd64 and the gzip and cpio tools; without them
-//! the tests are skipped with a message, unless CI=true, where that is a failure.
+//! Needs a Debian kernel's modules (the newest /lib/modules/*-amd64, or `LETHE_TEST_KVER`) and the
+//! gzip and cpio tools; without them the tests are skipped with a message, unless CI=true, where
+//! that is a failure.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,13 +10,36 @@ use std::process::{Command, Output, Stdio};
 
 use initrd_tool::kmod::ModuleIndex;
 
-const KVER: &str = "6.1.0-56-amd64";
 const BIN: &str = env!("CARGO_BIN_EXE_initrd-tool");
 const CONFIG: &str = r#"{"version": 1, "modules": {"load": ["virtio_blk"]},
   "root": {"fsType": "ext4", "device": "/dev/vda"}}"#;
 
+/// The kernel version under test: `LETHE_TEST_KVER`, else the newest Debian kernel with an index.
+///
+/// Debian's point releases replace the kernel package (6.1.0-56 became 6.1.0-57), so the
+/// version is looked up, not written down.
+fn kver() -> String {
+    if let Ok(v) = std::env::var("LETHE_TEST_KVER") {
+        return v;
+    }
+    let mut found: Vec<String> = std::fs::read_dir("/lib/modules")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|v| v.ends_with("-amd64") && Path::new("/lib/modules").join(v).join("modules.dep").exists())
+        .collect();
+    found.sort_by_key(|v| version_key(v));
+    found.pop().unwrap_or_else(|| "VERSION-amd64".to_owned())
+}
+
+/// `6.1.0-57-amd64` as numbers, so that 6.1.0-100 sorts after 6.1.0-99.
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    v.split(['.', '-']).map(|p| (p.parse().unwrap_or(0), p.to_owned())).collect()
+}
+
 fn moddir() -> PathBuf {
-    Path::new("/lib/modules").join(KVER)
+    Path::new("/lib/modules").join(kver())
 }
 
 /// Whether the host can run these tests; panics under CI=true when it cannot.
@@ -128,7 +152,8 @@ fn layout_modules_and_filtered_index() {
 
     let list = unpack(&img, &t.0, &["-it", "--quiet"]);
     let names: Vec<&str> = list.lines().collect();
-    let m = |rel: &str| format!("lib/modules/{KVER}/{rel}");
+    let kver = kver();
+    let m = |rel: &str| format!("lib/modules/{kver}/{rel}");
     for want in [
         "init",
         "bin/initrd-tool",
@@ -184,7 +209,7 @@ fn layout_modules_and_filtered_index() {
     assert_eq!(std::fs::read_to_string(root.join("etc/hello.txt")).unwrap(), "hello\n");
     assert_eq!(std::fs::read_link(root.join("init")).unwrap(), Path::new("bin/initrd-tool"));
 
-    let inner = root.join("lib/modules").join(KVER);
+    let inner = root.join("lib/modules").join(&kver);
     let ix = ModuleIndex::load(&inner).unwrap();
     assert!(ix.warnings().is_empty(), "{:?}", ix.warnings());
     assert_eq!(ix.len(), 9);
@@ -227,7 +252,7 @@ fn same_inputs_same_bytes_and_uncompressed_output() {
     std::fs::create_dir(&root).unwrap();
     unpack(&img, &root, &["-id", "--quiet", "--no-absolute-filenames", "-f", "dev/console"]);
     assert_eq!(std::fs::read(root.join("bin/initrd-tool")).unwrap(), std::fs::read(BIN).unwrap());
-    assert!(root.join(format!("lib/modules/{KVER}/kernel/fs/fat/vfat.ko")).is_file());
+    assert!(root.join(format!("lib/modules/{}/kernel/fs/fat/vfat.ko", kver())).is_file());
 }
 
 #[test]
