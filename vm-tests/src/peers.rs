@@ -405,8 +405,12 @@ impl Work {
         write_file(&conf.join("scripts/lethebench"), &boot, 0o644)?;
         let crypttab = dir.join("crypttab");
         write_file(&crypttab, &self.crypttab(Peer::InitramfsTools).unwrap_or_default(), 0o600)?;
+        // The bind needs a file to cover: one made here is removed again, and the host's own
+        // crypttab is neither written nor touched.
         let script = format!(
-            "set -e; touch /etc/crypttab; mount --bind {crypttab} /etc/crypttab; \
+            "set -e; made=; [ -e /etc/crypttab ] || {{ : >/etc/crypttab; made=1; }}; \
+             trap 'umount /etc/crypttab 2>/dev/null; [ -z \"$made\" ] || rm -f /etc/crypttab' EXIT; \
+             mount --bind {crypttab} /etc/crypttab; \
              mkinitramfs -d {conf} -o {out} {version}",
             crypttab = crypttab.display(),
             conf = conf.display(),
