@@ -1,12 +1,17 @@
 //! The kernel command line as stage 1 reads it: `init=`, its arguments after `--`, and lethe's `lethe.*` switches.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
 /// What /proc/cmdline asks of stage 1.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cmdline {
-    /// `init=`: stage 2, exec'd after switch_root.
-    pub init: Option<String>,
-    /// Everything after `--`: stage 2's arguments.
-    pub init_args: Vec<String>,
+    /// `init=`: stage 2, exec'd after switch_root. The line's bytes as they are: the kernel
+    /// would exec exactly these, UTF-8 or not.
+    pub init: Option<PathBuf>,
+    /// Everything after `--`: stage 2's arguments, byte for byte as the kernel passes them.
+    pub init_args: Vec<OsString>,
     /// `lethe.log=debug`.
     pub debug: bool,
     /// `lethe.shell`: stop in the emergency shell before switch_root.
@@ -32,15 +37,21 @@ impl Cmdline {
     }
 
     /// Parses /proc/cmdline's bytes, which need not be UTF-8: a stray byte must not cost
-    /// stage 1 its `init=` (each word is read lossily on its own).
+    /// stage 1 its `init=` (each word is read on its own; init= and init's arguments are
+    /// kept as bytes, lethe's own switches are read lossily).
     pub fn parse_bytes(line: &[u8]) -> Cmdline {
         let mut c = Cmdline { rollback: true, ..Cmdline::default() };
         let mut words = Words(line);
         for w in words.by_ref() {
+            if let (b"init", Some(v)) = (w.param, w.value) {
+                if !v.is_empty() {
+                    c.init = Some(PathBuf::from(OsStr::from_bytes(v)));
+                }
+                continue;
+            }
             let value = w.value.map(|v| String::from_utf8_lossy(v).into_owned());
             match (w.param, value) {
                 (b"--", None) => break,
-                (b"init", Some(v)) if !v.is_empty() => c.init = Some(v),
                 (b"resume", Some(v)) if !v.is_empty() => c.resume = Some(v),
                 (b"resume_offset", Some(v)) => c.resume_offset = v.parse().ok(),
                 (b"noresume", None) => c.noresume = true,
@@ -60,7 +71,7 @@ impl Cmdline {
                     arg.push(b'=');
                     arg.extend_from_slice(v);
                 }
-                String::from_utf8_lossy(&arg).into_owned()
+                OsString::from_vec(arg)
             })
             .collect();
         c
@@ -152,13 +163,17 @@ fn skip_spaces(s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    fn init(c: &Cmdline) -> Option<&str> {
+        c.init.as_deref().and_then(|p| p.to_str())
+    }
+
     #[test]
     fn reads_init_its_arguments_and_lethe_switches() {
         let c = Cmdline::parse(
             "BOOT_IMAGE=/vmlinuz console=ttyS0 init=/nix/store/x-nixos/init lethe.log=debug lethe.dry-run \
              quiet -- --single \"two words\"\n",
         );
-        assert_eq!(c.init.as_deref(), Some("/nix/store/x-nixos/init"));
+        assert_eq!(init(&c), Some("/nix/store/x-nixos/init"));
         assert_eq!(c.init_args, ["--single", "two words"]);
         assert!(c.debug && c.dry_run && !c.shell && c.rollback);
     }
@@ -169,7 +184,7 @@ mod tests {
             "lethe.rollback=0 lethe.shell=1 lethe.dry-run=no init=\"/sbin/my init\" resume=UUID=ab",
         );
         assert!(!c.rollback && c.shell && !c.dry_run);
-        assert_eq!(c.init.as_deref(), Some("/sbin/my init"));
+        assert_eq!(init(&c), Some("/sbin/my init"));
         assert_eq!(c.resume.as_deref(), Some("UUID=ab"));
         assert_eq!(Cmdline::parse(""), Cmdline { rollback: true, ..Cmdline::default() });
         assert_eq!(Cmdline::parse("init= lethe.log=info").init, None);
@@ -217,7 +232,7 @@ mod tests {
         assert_eq!(words(r#"" a="" ="x"#), [r#" a=" ="x"#]);
         // `-"-"` is not the end of the kernel's words, so nothing after it goes to init.
         let c = Cmdline::parse(r#"-"-" init=/init x"#);
-        assert_eq!((c.init.as_deref(), c.init_args.len()), (Some("/init"), 0));
+        assert_eq!((init(&c), c.init_args.len()), (Some("/init"), 0));
         let c = Cmdline::parse(r#"init=/init "--" a="b c" d"#);
         assert_eq!(c.init_args, ["a=b c", "d"]);
     }
@@ -226,7 +241,16 @@ mod tests {
     #[test]
     fn bytes_that_are_not_utf8_spoil_only_their_own_word() {
         let c = Cmdline::parse_bytes(b"quiet vga=\xff\xfe init=/nix/store/x/init lethe.log=debug");
-        assert_eq!(c.init.as_deref(), Some("/nix/store/x/init"));
+        assert_eq!(init(&c), Some("/nix/store/x/init"));
         assert!(c.debug);
+    }
+
+    /// The kernel splits at byte 0xA0 even inside a UTF-8 character and would exec the bytes
+    /// it kept: init= and init's arguments are those bytes, never a lossy copy of them.
+    #[test]
+    fn init_and_its_arguments_are_the_lines_own_bytes() {
+        let c = Cmdline::parse_bytes(b"init=/sbin/\xc3\xa0x -- a\xffb \xc3\xa0");
+        assert_eq!(c.init, Some(PathBuf::from(OsStr::from_bytes(b"/sbin/\xc3"))));
+        assert_eq!(c.init_args, [OsStr::from_bytes(b"a\xffb"), OsStr::from_bytes(b"\xc3")]);
     }
 }

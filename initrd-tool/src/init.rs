@@ -710,7 +710,7 @@ impl Boot {
             ));
         }
         self.leave_network();
-        log::info(&format!("switch_root to {SYSROOT}, exec {init}"));
+        log::info(&format!("switch_root to {SYSROOT}, exec {}", init.display()));
         log::handover();
         let e = switch_root::switch_root(Path::new(SYSROOT), &init, &self.cmdline.init_args);
         Err(Failure::new(format!("{e}"), "check init= and the root file system"))

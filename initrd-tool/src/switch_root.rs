@@ -1,8 +1,9 @@
 //! Handing over to stage 2: move the API mounts into the new root, free the initramfs, make the new root `/`, exec init.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
@@ -14,11 +15,11 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchRootError {
     #[error("init {init:?} is not an executable file in the new root {root}: {reason}")]
-    NoInit { init: String, root: String, reason: String },
+    NoInit { init: PathBuf, root: String, reason: String },
     #[error("{what}: {source}")]
     Sys { what: String, source: rustix::io::Errno },
-    #[error("exec {init}: {source}")]
-    Exec { init: String, source: std::io::Error },
+    #[error("exec {}: {source}", init.display())]
+    Exec { init: PathBuf, source: std::io::Error },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> SwitchRootError {
@@ -29,14 +30,14 @@ fn sys(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> SwitchRootE
 /// Switches to `new_root` and execs `init` there with `args`; returns only
 /// on failure. Checks `init` before anything is changed, so a wrong init=
 /// leaves stage 1 intact for a retry.
-pub fn switch_root(new_root: &Path, init: &str, args: &[String]) -> SwitchRootError {
+pub fn switch_root(new_root: &Path, init: &Path, args: &[OsString]) -> SwitchRootError {
     match run(new_root, init, args) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn run(new_root: &Path, init: &str, args: &[String]) -> Result<std::convert::Infallible, SwitchRootError> {
+fn run(new_root: &Path, init: &Path, args: &[OsString]) -> Result<std::convert::Infallible, SwitchRootError> {
     check_init(new_root, init)?;
     for api in ["/dev", "/proc", "/sys", "/run"] {
         let target = new_root.join(&api[1..]);
@@ -60,20 +61,20 @@ fn run(new_root: &Path, init: &str, args: &[String]) -> Result<std::convert::Inf
 
 /// `init` must resolve (absolute links inside the new root, as after
 /// chroot) to an executable regular file.
-fn check_init(root: &Path, init: &str) -> Result<(), SwitchRootError> {
+fn check_init(root: &Path, init: &Path) -> Result<(), SwitchRootError> {
     let no = |reason: String| SwitchRootError::NoInit {
         init: init.into(),
         root: root.display().to_string(),
         reason,
     };
-    if !init.starts_with('/') {
+    let Some(relative) = init.as_os_str().as_bytes().strip_prefix(b"/") else {
         return Err(no("init= must be an absolute path".into()));
-    }
+    };
     let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| no(e.to_string()))?;
     let fd = rustix::fs::openat2(
         &dir,
-        &init[1..],
+        OsStr::from_bytes(relative),
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT,
@@ -120,7 +121,7 @@ fn remove_children(dir: &std::os::fd::OwnedFd, dev: u64, keep: Option<&OsStr>, d
         }
     }
     for name in names {
-        let os = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name);
+        let os = OsStr::from_bytes(&name);
         if keep == Some(os) {
             continue;
         }
