@@ -28,6 +28,25 @@ const COLDPLUG_PASSES: usize = 8;
 /// Suffixes of module files, longest first.
 const SUFFIXES: [&str; 4] = [".ko.zst", ".ko.xz", ".ko.gz", ".ko"];
 
+/// The newest kernel release under `root` (`/lib/modules`) that has a `modules.dep`, for
+/// tools and tests that build for "the installed kernel": Debian's point releases replace
+/// the package's version (6.1.0-56 became 6.1.0-57), so it is looked up, not written down.
+pub fn newest_release(root: &Path) -> Option<String> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|v| root.join(v).join("modules.dep").is_file())
+        .max_by(|a, b| release_cmp(a, b))
+}
+
+/// Orders kernel releases number by number: `6.1.0-100-amd64` after `6.1.0-99-amd64`.
+pub fn release_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<(u64, String)> {
+        s.split(['.', '-']).map(|p| (p.parse::<u64>().unwrap_or(0), p.to_owned())).collect()
+    };
+    parts(a).cmp(&parts(b))
+}
+
 /// A module name as the kernel knows it: `-` and `_` are the same, so `_` is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -1153,31 +1172,40 @@ softdep btrfs pre: blake2b-256 post: nothing
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Releases compare number by number, and only trees with an index count as installed.
+    #[test]
+    fn the_newest_release_is_the_highest_numbered_tree_with_an_index() {
+        use std::cmp::Ordering::*;
+        assert_eq!(release_cmp("6.1.0-100-amd64", "6.1.0-99-amd64"), Greater);
+        assert_eq!(release_cmp("6.1.0-57-amd64", "6.10.0-1-amd64"), Less);
+        assert_eq!(release_cmp("6.1.0-57-amd64", "6.1.0-57-amd64"), Equal);
+        let root = std::env::temp_dir().join(format!("lethe-kmod-releases-{}", std::process::id()));
+        for (release, indexed) in
+            [("6.1.0-99-amd64", true), ("6.1.0-100-amd64", true), ("6.2.0-1-amd64", false)]
+        {
+            std::fs::create_dir_all(root.join(release)).unwrap();
+            if indexed {
+                std::fs::write(root.join(release).join("modules.dep"), "").unwrap();
+            }
+        }
+        assert_eq!(newest_release(&root).as_deref(), Some("6.1.0-100-amd64"));
+        assert_eq!(newest_release(&root.join("absent")), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// The distribution kernel's index, when the host has it: parse time and lookup speed
     /// (printed, not asserted: run with --nocapture to see).
     #[test]
     fn debian_index_speed() {
-        // The newest Debian kernel installed: point releases replace the package's version.
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/lib/modules")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|d| d.to_string_lossy().ends_with("-amd64") && d.join("modules.dep").exists())
-            .collect();
-        dirs.sort_by_key(|d| {
-            let v = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            v.split(['.', '-']).map(|p| (p.parse::<u64>().unwrap_or(0), p.to_owned())).collect::<Vec<_>>()
-        });
-        let Some(dir) = dirs.pop() else {
+        let Some(release) = newest_release(Path::new(MODULES_ROOT)) else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and no Debian kernel in /lib/modules (apt-get install linux-image-amd64)"
+                "CI=true and no kernel in /lib/modules (apt-get install linux-image-amd64)"
             );
-            eprintln!("skipped: no /lib/modules/*-amd64 with modules.dep");
+            eprintln!("skipped: no /lib/modules/RELEASE with modules.dep");
             return;
         };
-        let dir = dir.as_path();
+        let dir = &Path::new(MODULES_ROOT).join(release);
         let t = Instant::now();
         let ix = ModuleIndex::load(dir).unwrap();
         let parse = t.elapsed();

@@ -1,6 +1,6 @@
 //! `initrd-tool mkinitrd` against the host's Debian kernel modules: layout, module closure, filtered index, refusals.
 //!
-//! Needs a Debian kernel's modules (the newest /lib/modules/*-amd64, or `LETHE_TEST_KVER`) and the
+//! Needs a Debian kernel's modules (the newest /lib/modules/RELEASE, or `LETHE_TEST_KVER`) and the
 //! gzip and cpio tools; without them the tests are skipped with a message, unless CI=true, where
 //! that is a failure.
 
@@ -14,28 +14,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_initrd-tool");
 const CONFIG: &str = r#"{"version": 1, "modules": {"load": ["virtio_blk"]},
   "root": {"fsType": "ext4", "device": "/dev/vda"}}"#;
 
-/// The kernel version under test: `LETHE_TEST_KVER`, else the newest Debian kernel with an index.
-///
-/// Debian's point releases replace the kernel package (6.1.0-56 became 6.1.0-57), so the
-/// version is looked up, not written down.
+/// The kernel version under test: `LETHE_TEST_KVER`, else the newest installed kernel with an index.
 fn kver() -> String {
-    if let Ok(v) = std::env::var("LETHE_TEST_KVER") {
-        return v;
-    }
-    let mut found: Vec<String> = std::fs::read_dir("/lib/modules")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|v| v.ends_with("-amd64") && Path::new("/lib/modules").join(v).join("modules.dep").exists())
-        .collect();
-    found.sort_by_key(|v| version_key(v));
-    found.pop().unwrap_or_else(|| "VERSION-amd64".to_owned())
-}
-
-/// `6.1.0-57-amd64` as numbers, so that 6.1.0-100 sorts after 6.1.0-99.
-fn version_key(v: &str) -> Vec<(u64, String)> {
-    v.split(['.', '-']).map(|p| (p.parse().unwrap_or(0), p.to_owned())).collect()
+    std::env::var("LETHE_TEST_KVER")
+        .ok()
+        .or_else(|| initrd_tool::kmod::newest_release(Path::new(initrd_tool::kmod::MODULES_ROOT)))
+        .unwrap_or_else(|| "VERSION-amd64".to_owned())
 }
 
 fn moddir() -> PathBuf {

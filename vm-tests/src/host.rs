@@ -59,7 +59,7 @@ impl Kernel {
                 })
             })
             .collect();
-        found.sort_by(|a, b| version_cmp(&a.version, &b.version));
+        found.sort_by(|a, b| initrd_tool::kmod::release_cmp(&a.version, &b.version));
         found.pop().ok_or_else(|| {
             Error::Setup(
                 "no /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep: install linux-image-amd64 (scripts/install-deps.sh) or set LETHE_VM_KERNEL".into(),
@@ -76,14 +76,6 @@ impl Kernel {
         }
         Ok(self)
     }
-}
-
-/// Compares versions like `6.1.0-56-amd64` number by number.
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| -> Vec<(u64, String)> {
-        s.split(['.', '-']).map(|p| (p.parse::<u64>().unwrap_or(0), p.to_owned())).collect()
-    };
-    parts(a).cmp(&parts(b))
 }
 
 /// How QEMU runs the guest.
@@ -146,17 +138,4 @@ pub fn workspace() -> PathBuf {
 /// QEMU's binary: `LETHE_VM_QEMU` or qemu-system-x86_64 on the PATH.
 pub fn qemu_binary() -> PathBuf {
     std::env::var_os("LETHE_VM_QEMU").map_or_else(|| PathBuf::from("qemu-system-x86_64"), PathBuf::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_compare_numerically() {
-        use std::cmp::Ordering::*;
-        assert_eq!(version_cmp("6.1.0-56-amd64", "6.1.0-9-amd64"), Greater);
-        assert_eq!(version_cmp("6.10.0-1-amd64", "6.9.0-1-amd64"), Greater);
-        assert_eq!(version_cmp("6.1.0-56-amd64", "6.1.0-56-amd64"), Equal);
-    }
 }
