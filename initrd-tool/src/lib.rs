@@ -1,7 +1,8 @@
 //! initrd-tool: lethe's stage 1 as one static multi-call binary (`init`, `persist-bind`, `mkinitrd`, `check-config`).
 
 pub mod askpass;
-pub mod cmdline;
+/// One kernel command-line parser for stage 1 and the `rollback` binary: rollback's.
+pub use rollback::cmdline;
 pub mod config;
 pub mod cpio;
 pub mod crypt;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use persist_bind::mode::Mode as FileMode;
 
+use crate::cmdline::Cmdline;
 use crate::config::{self, DatasetName, DeviceRef, Document, OldRoots, SnapshotName, SubvolPath, TmpfsSize};
 use crate::{Kept, Mode, Report, Target};
 
@@ -157,7 +158,8 @@ where
 
 fn run(cli: Cli) -> u8 {
     let out = &cli.out;
-    let cmdline = std::fs::read_to_string(&out.cmdline).unwrap_or_default();
+    // Bytes, as the kernel keeps them: one that is not UTF-8 must not hide lethe.rollback=0.
+    let cmdline = std::fs::read(&out.cmdline);
     let target = match cli.command {
         Some(Command::Diff(d)) => return diff(d, &cli.config, out),
         Some(Command::Zfs(a)) => Target::Zfs(zfs_options(a)),
@@ -178,9 +180,18 @@ fn run(cli: Cli) -> u8 {
             Err(NoTarget::Kept(k)) => return kept(&k, out),
         },
     };
+    // Unread, it may hold lethe.rollback=0 or name a device with a hibernation image on it:
+    // neither a reset nor a plan that mounts the file system is safe.
+    let cmdline = match cmdline {
+        Ok(line) => Cmdline::parse_bytes(&line),
+        Err(e) => {
+            let why = format!("cannot read the kernel command line {}: {e}", out.cmdline.display());
+            return kept(&Kept::new(why), out);
+        }
+    };
     // Asked for only to see the plan, lethe.rollback=0 does not apply. A hibernation image
     // does: touching nothing includes not mounting the file system to read it (btrfs).
-    if !out.dry_run && crate::disabled_on_cmdline(&cmdline) {
+    if !out.dry_run && !cmdline.rollback {
         return kept(&Kept::new("lethe.rollback=0 is on the kernel command line"), out);
     }
     if let Some((dev, kind)) = crate::resume::pending_image(&cmdline) {

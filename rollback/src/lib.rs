@@ -7,6 +7,7 @@
 
 pub mod btrfs;
 pub mod cli;
+pub mod cmdline;
 pub mod config;
 pub mod diff;
 pub mod resume;
@@ -172,33 +173,4 @@ pub fn diff(target: &Target) -> Result<Vec<diff::Change>, Error> {
         Target::Btrfs(o) => btrfs::diff(o)?,
         Target::Tmpfs(o) => diff::compare(&o.target, None)?,
     })
-}
-
-/// Whether the kernel command line turns rollback off for this boot
-/// (`lethe.rollback=0`, also `=no`, `=false`, `=off`).
-pub fn disabled_on_cmdline(cmdline: &str) -> bool {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("lethe.rollback="))
-        .next_back()
-        // The kernel passes `lethe.rollback="0"` with its quotes.
-        .map(|v| v.trim_matches('"'))
-        .is_some_and(|v| matches!(v, "0" | "no" | "false" | "off"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rollback_is_disabled_only_by_an_explicit_switch() {
-        assert!(disabled_on_cmdline("quiet lethe.rollback=0 splash"));
-        assert!(disabled_on_cmdline("lethe.rollback=off"));
-        assert!(!disabled_on_cmdline("quiet splash"));
-        assert!(!disabled_on_cmdline("lethe.rollback=1"));
-        // The last one wins, as for other kernel parameters.
-        assert!(!disabled_on_cmdline("lethe.rollback=0 lethe.rollback=1"));
-        assert!(!disabled_on_cmdline("xlethe.rollback=0"));
-        assert!(disabled_on_cmdline("lethe.rollback=\"0\""));
-    }
 }

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::cmdline::Cmdline;
+
 /// The swap header page (x86_64 and aarch64 with 4 KiB pages).
 const PAGE: usize = 4096;
 
@@ -47,13 +49,8 @@ pub fn image_at(device: &Path, offset: u64) -> io::Result<Option<&'static str>> 
 
 /// `resume_offset=` from the command line: where in the resume device the swap header is, in
 /// pages (0, the device's start, unless a swap file holds the image).
-pub fn resume_offset(cmdline: &str) -> u64 {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("resume_offset="))
-        .next_back()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+pub fn resume_offset(cmdline: &Cmdline) -> u64 {
+    cmdline.resume_offset.unwrap_or(0)
 }
 
 fn signature(page: &[u8]) -> Option<&'static str> {
@@ -64,7 +61,7 @@ fn signature(page: &[u8]) -> Option<&'static str> {
 /// The resume device this boot would resume from: the one the kernel was
 /// told (/sys/power/resume, `major:minor`), else `resume=` on the command
 /// line when it is a path or resolvable through /dev/disk/by-*.
-pub fn resume_device(cmdline: &str) -> Option<PathBuf> {
+pub fn resume_device(cmdline: &Cmdline) -> Option<PathBuf> {
     if let Ok(s) = std::fs::read_to_string("/sys/power/resume") {
         let s = s.trim();
         // Without a node for it here, what the command line names is looked at instead.
@@ -75,7 +72,7 @@ pub fn resume_device(cmdline: &str) -> Option<PathBuf> {
             return Some(node);
         }
     }
-    let spec = cmdline.split_ascii_whitespace().filter_map(|w| w.strip_prefix("resume=")).next_back()?;
+    let spec = cmdline.resume.as_deref()?;
     let by = |dir: &str, v: &str| Some(Path::new("/dev/disk").join(dir).join(v));
     let path = if let Some(v) = spec.strip_prefix("UUID=") {
         by("by-uuid", v)
@@ -113,7 +110,7 @@ fn device_node(devno: &str, sys: &Path, dev: &Path) -> Option<PathBuf> {
 }
 
 /// A hibernation image waiting on the resume device, if any: (device, kind).
-pub fn pending_image(cmdline: &str) -> Option<(PathBuf, &'static str)> {
+pub fn pending_image(cmdline: &Cmdline) -> Option<(PathBuf, &'static str)> {
     let dev = resume_device(cmdline)?;
     let kind = image_at(&dev, resume_offset(cmdline)).ok()??;
     Some((dev, kind))
@@ -150,12 +147,12 @@ mod tests {
         assert_eq!(image_at(&p, 4).unwrap(), None, "past the end: no swap header");
         assert_eq!(image_at(&p, u64::MAX).unwrap(), None);
 
-        let line = format!("quiet resume={} resume_offset=3", p.display());
+        let line = Cmdline::parse(&format!("quiet resume={} resume_offset=3", p.display()));
         assert_eq!(resume_offset(&line), 3);
         if resume_device(&line).as_deref() == Some(p.as_path()) {
             // (A machine that was told another resume device in /sys/power/resume skips this.)
             assert_eq!(pending_image(&line), Some((p.clone(), "swsusp")));
-            assert_eq!(pending_image(&format!("resume={}", p.display())), None);
+            assert_eq!(pending_image(&Cmdline::parse(&format!("resume={}", p.display()))), None);
         }
         std::fs::remove_file(&p).unwrap();
     }

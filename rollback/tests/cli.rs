@@ -279,3 +279,72 @@ fn diff_of_a_tmpfs_root_lists_what_is_not_mounted_from_elsewhere() {
     }
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// Whether `rollback tmpfs` keeps the old root under the kernel command line `line` (bytes, as
+/// /proc/cmdline is), and what it warned.
+fn keeps_the_old_root(name: &str, line: &[u8]) -> (bool, String) {
+    let d = scratch(name);
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let cl = d.join("cmdline");
+    fs::write(&cl, line).unwrap();
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --cmdline {cl} >/dev/null\n\
+         if findmnt --mountpoint {t} >/dev/null; then echo MOUNTED; fi",
+        t = target.display(),
+        cl = cl.display()
+    );
+    let out = in_namespace(name, &script).expect("needs root");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "exit 0 either way: {stderr}");
+    let kept = !text(&out.stdout).contains("MOUNTED");
+    // Whatever rollback decides, stage 1 (`initrd-tool init`) decides the same.
+    assert_eq!(kept, !rollback::cmdline::Cmdline::parse_bytes(line).rollback, "{line:?}: {stderr}");
+    fs::remove_dir_all(&d).unwrap();
+    (kept, stderr)
+}
+
+#[test]
+fn a_byte_that_is_not_utf8_does_not_hide_lethe_rollback_0() {
+    let (kept, stderr) = keeps_the_old_root("not-utf8", b"quiet vga=\xff\xfe lethe.rollback=0");
+    assert!(kept && stderr.contains("keeping the old root: lethe.rollback=0"), "{stderr}");
+    // 0xA0 is a space to the kernel, and not UTF-8 on its own.
+    assert!(keeps_the_old_root("nbsp", b"quiet\xa0lethe.rollback=0").0);
+}
+
+#[test]
+fn a_quoted_lethe_rollback_0_keeps_the_old_root() {
+    assert!(keeps_the_old_root("quoted", br#"quiet "lethe.rollback=0""#).0);
+}
+
+#[test]
+fn lethe_rollback_0_after_dashdash_is_inits_argument_not_the_kernels() {
+    assert!(!keeps_the_old_root("dashdash", b"init=/init -- lethe.rollback=0").0);
+}
+
+#[test]
+fn a_bare_lethe_rollback_after_lethe_rollback_0_turns_it_back_on_as_init_decides() {
+    assert!(!keeps_the_old_root("bare", b"lethe.rollback=0 lethe.rollback").0);
+}
+
+#[test]
+fn a_kernel_command_line_that_cannot_be_read_keeps_the_old_root() {
+    let d = scratch("unreadable");
+    let target = d.join("sysroot");
+    fs::create_dir(&target).unwrap();
+    let script = format!(
+        "\"$ROLLBACK\" tmpfs --target {t} --cmdline {d}/no-such-cmdline\n\
+         if findmnt --mountpoint {t} >/dev/null; then echo MOUNTED; fi",
+        t = target.display(),
+        d = d.display()
+    );
+    let out = in_namespace("unreadable", &script).expect("needs root");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "exit 0 so the boot goes on: {stderr}");
+    assert!(
+        stderr.contains("WARNING: keeping the old root: cannot read the kernel command line"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("MOUNTED"));
+    fs::remove_dir_all(&d).unwrap();
+}

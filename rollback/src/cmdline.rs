@@ -1,4 +1,7 @@
-//! The kernel command line as stage 1 reads it: `init=`, its arguments after `--`, and lethe's `lethe.*` switches.
+//! The kernel command line as stage 1 and the `rollback` binary read it: `init=`, its arguments after `--`, and lethe's `lethe.*` switches.
+//!
+//! One parser for both, so that `rollback` under systemd or scripted stage 1 decides
+//! `lethe.rollback=` and `resume=` exactly as `initrd-tool init` does.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -235,6 +238,24 @@ mod tests {
         assert_eq!((init(&c), c.init_args.len()), (Some("/init"), 0));
         let c = Cmdline::parse(r#"init=/init "--" a="b c" d"#);
         assert_eq!(c.init_args, ["a=b c", "d"]);
+    }
+
+    #[test]
+    fn rollback_is_turned_off_only_by_an_explicit_switch() {
+        let rollback = |line: &str| Cmdline::parse(line).rollback;
+        assert!(!rollback("quiet lethe.rollback=0 splash"));
+        assert!(!rollback("lethe.rollback=off"));
+        assert!(rollback("quiet splash"));
+        assert!(rollback("lethe.rollback=1"));
+        // The last one wins, as for other kernel parameters; a bare switch is on.
+        assert!(rollback("lethe.rollback=0 lethe.rollback=1"));
+        assert!(rollback("lethe.rollback=0 lethe.rollback"));
+        assert!(rollback("xlethe.rollback=0"));
+        assert!(!rollback("lethe.rollback=\"0\""));
+        assert!(!rollback("\"lethe.rollback=0\""));
+        // After `--` the words are init's, not the kernel's.
+        assert!(rollback("init=/init -- lethe.rollback=0"));
+        assert!(!Cmdline::parse_bytes(b"quiet\xa0lethe.rollback=0").rollback);
     }
 
     /// /proc/cmdline is bytes: one that is not UTF-8 does not hide `init=` from stage 1.
