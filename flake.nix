@@ -18,10 +18,9 @@
         inherit lethe;
       };
 
-      nixosModules.default = {
-        imports = [ ./nix/module.nix ];
-        boot.initrd.lethe.package = nixpkgs.lib.mkDefault self.packages.${system}.default;
-      };
+      # The module's package defaults to the static build from the user's own
+      # pkgs, for the host's platform.
+      nixosModules.default = ./nix/module.nix;
 
       checks.${system} =
         import ./nix/tests {

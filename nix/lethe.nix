@@ -3,8 +3,10 @@
 # the scripted stage 1, or lethe's own PID 1.
 {
   config,
+  options,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -65,12 +67,19 @@ let
       d;
   # udev writes a space in a label as \x20 (and / as \x2f).
   unescapeUdev = builtins.replaceStrings [ "\\x20" "\\x2f" ] [ " " "/" ];
+  escapeUdev = builtins.replaceStrings [ " " "/" ] [ "\\x20" "\\x2f" ];
 
   # A file system's device: `label` wins as in NixOS.
   fsDevice = f: if f.label != null then "LABEL=${f.label}" else deviceSpec f.device;
 
   # Mount options lethe passes on: mount(8)'s no-op "defaults" dropped.
-  fsOptions = f: filter (o: o != "defaults" && !(hasPrefix "x-systemd.device-timeout=" o)) f.options;
+  # NixOS's own x-initrd.mount marks a needed-for-boot file system, which
+  # lethe mounts anyway.
+  fsOptions =
+    f:
+    filter (
+      o: o != "defaults" && o != "x-initrd.mount" && !(hasPrefix "x-systemd.device-timeout=" o)
+    ) f.options;
   # x-systemd.device-timeout= (what NixOS users set) becomes lethe's wait, in
   # seconds: N, Ns or Nmin; another form is refused by an assertion below.
   timeoutValue =
@@ -86,9 +95,9 @@ let
       mins = builtins.match "([0-9]+)min" v;
     in
     if secs != null then
-      lib.toInt (head secs)
+      lib.toIntBase10 (head secs)
     else if mins != null then
-      60 * lib.toInt (head mins)
+      60 * lib.toIntBase10 (head mins)
     else
       null;
   fsTimeout = f: if timeoutValue f == null then null else parseTimeout (timeoutValue f);
@@ -281,9 +290,11 @@ let
 
   tool = "${cfg.package}/bin/initrd-tool";
 
-  # systemd's escaping of a path for a unit name (utils.escapeSystemdPath).
-  escapeSystemdPath =
-    s: builtins.replaceStrings [ "/" "-" " " ] [ "-" "\\x2d" "\\x20" ] (lib.removePrefix "/" s);
+  inherit (utils) escapeSystemdPath;
+  # The scripted stage 1's hooks exist only while NixOS has it.
+  hasScripted = options.boot.initrd ? extraUtilsCommands;
+  # NixOS's pool imports (zfs.nix) that lethe's unlock comes before.
+  zfsImports = map (p: "zfs-import-${p}.service") (attrNames pools);
   # The device unit systemd makes for a lethe device name, under udev.
   deviceUnit =
     d:
@@ -292,7 +303,8 @@ let
         if hasPrefix "UUID=" d then
           "/dev/disk/by-uuid/${removePrefix "UUID=" d}"
         else if hasPrefix "LABEL=" d then
-          "/dev/disk/by-label/${removePrefix "LABEL=" d}"
+          # The link udev makes, whose path systemd escapes in turn.
+          "/dev/disk/by-label/${escapeUdev (removePrefix "LABEL=" d)}"
         else if hasPrefix "PARTUUID=" d then
           "/dev/disk/by-partuuid/${removePrefix "PARTUUID=" d}"
         else
@@ -313,10 +325,12 @@ let
     lethe-unlock = mkIf (cfg.luks.devices != { }) {
       description = "lethe: unlock LUKS devices";
       wantedBy = [ "cryptsetup.target" ];
-      before = [ "cryptsetup.target" ];
+      before = [ "cryptsetup.target" ] ++ zfsImports;
       after = [
         "systemd-udevd.service"
         "systemd-modules-load.service"
+        # Key files and host keys given as boot.initrd.secrets.
+        "initrd-nixos-copy-secrets.service"
       ];
       unitConfig.DefaultDependencies = false;
       serviceConfig = oneshot // {
@@ -332,7 +346,7 @@ let
       after = [
         "cryptsetup.target"
       ]
-      ++ optional (cfg.rollback.zfs != null) "zfs-import.target"
+      ++ optionals (cfg.rollback.zfs != null) ([ "zfs-import.target" ] ++ zfsImports)
       ++ optional (cfg.rollback.btrfs != null) (deviceUnit (deviceSpec cfg.rollback.btrfs.device));
       requires = optional (cfg.rollback.btrfs != null) (deviceUnit (deviceSpec cfg.rollback.btrfs.device));
       unitConfig.DefaultDependencies = false;
@@ -344,7 +358,12 @@ let
       description = "lethe: bind-mount the persisted state";
       wantedBy = [ "initrd.target" ];
       after = [ "initrd-fs.target" ];
-      before = [ "initrd-nixos-activation.service" ];
+      # Finished before initrd.target, so initrd-cleanup's isolate never
+      # stops it part-way; and before NixOS's activation in any case.
+      before = [
+        "initrd.target"
+        "initrd-nixos-activation.service"
+      ];
       unitConfig.DefaultDependencies = false;
       serviceConfig = oneshot // {
         ExecStart = concatStringsSep " " (
@@ -670,7 +689,7 @@ in
             "btrfs"
             "tmpfs"
           ];
-          both = filter (n: config.boot.initrd.luks.devices ? ${n}) (attrNames cfg.luks.devices);
+          both = filter (n: config.boot.initrd.luks.devices or { } ? ${n}) (attrNames cfg.luks.devices);
           keyNames = map (k: baseNameOf (toString k)) cfg.ssh.hostKeys;
         in
         [
@@ -719,6 +738,23 @@ in
             }: lethe reads N, Ns or Nmin.";
           }
           {
+            assertion = cfg.mode != "scripted" || hasScripted;
+            message = "boot.initrd.lethe.mode = \"scripted\": this NixOS has no scripted stage 1; use \"systemd\" or \"init\".";
+          }
+          {
+            assertion = !cfg.ssh.enable || cfg.mode == "init" || config.boot.initrd.network.enable or false;
+            message = "boot.initrd.lethe.ssh needs the initrd network: boot.initrd.network.enable = true.";
+          }
+          {
+            assertion =
+              !(
+                cfg.ssh.enable
+                && config.boot.initrd.network.ssh.enable or false
+                && config.boot.initrd.network.ssh.port or null == cfg.ssh.port
+              );
+            message = "boot.initrd.lethe.ssh and boot.initrd.network.ssh both listen on port ${toString cfg.ssh.port}; give one another port.";
+          }
+          {
             assertion = unique keyNames == keyNames;
             message = "boot.initrd.lethe.ssh.hostKeys: two keys have the same file name; each goes to /etc/lethe/<name>.";
           }
@@ -726,12 +762,21 @@ in
     }
 
     (mkIf (cfg.mode == "systemd") {
+      # What boot.initrd.luks brings with its devices: cryptsetup.target and
+      # its kin among the initrd's units, and device-mapper's udev rules
+      # (boot.initrd.services.lvm), without which /dev/mapper/NAME never
+      # becomes a device unit.
+    })
+    (optionalAttrs (options.boot.initrd ? luks) (mkIf (cfg.mode == "systemd" && cfg.luks.devices != { }) {
+      boot.initrd.luks.forceLuksSupportInInitrd = true;
+    }))
+    (mkIf (cfg.mode == "systemd") {
       boot.initrd.systemd.storePaths = [ tool ];
       boot.initrd.systemd.contents.${configPath}.source = cfg.configFile;
       boot.initrd.systemd.services = units;
     })
 
-    (mkIf (cfg.mode == "scripted") {
+    (optionalAttrs hasScripted (mkIf (cfg.mode == "scripted") {
       boot.initrd.extraUtilsCommands = ''
         copy_bin_and_libs ${tool}
       '';
@@ -746,7 +791,12 @@ in
       boot.initrd.postMountCommands = mkIf (config.environment.persistence or { } != { }) (mkAfter ''
         initrd-tool persist-bind --root ${scriptedRoot} --config ${configPath}
       '');
-    })
+    }))
+
+    # SSH unlock under NixOS's stage 1 uses NixOS's initrd network.
+    (optionalAttrs (options.boot.initrd ? network) (mkIf (cfg.ssh.enable && cfg.mode != "init") {
+      boot.initrd.network.enable = lib.mkDefault true;
+    }))
 
     (mkIf (cfg.mode == "init") {
       # lethe's own initrd: initrd-tool as /init, the config, the modules it

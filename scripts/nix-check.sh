@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Checks the Nix side without a Nix store: every .nix file parses, and, where
-# nixpkgs' lib is available, the NixOS modules evaluate for every example
-# machine to exactly the committed fixtures (nix/fixtures/*.json, which the
-# Rust tests feed to check-config and the VM scenarios boot), refuse the
-# configurations in nix/eval/refused/, and pass the evaluation tests.
+# Checks the Nix side without a Nix store: every .nix file parses, and
+# lethe's NixOS modules, evaluated beside NixOS's own initrd modules (systemd
+# stage 1, LUKS, LVM, file systems, initrd network, SSH and secrets; see
+# nix/eval/nixos.nix), give exactly the committed fixtures for every example
+# machine: nix/fixtures/<machine>.json (the JSON config the Rust tests feed to
+# check-config and the VM scenarios boot) and, per mode (systemd, init,
+# scripted), nix/fixtures/initrd/<machine>-<mode>.json (lethe's units as
+# NixOS's systemd-lib renders them, the links generateUnits makes, the
+# upstream units, contents; or the scripted hooks). They also refuse the
+# configurations in nix/eval/refused/ and pass the evaluation tests.
 #
 #   scripts/nix-check.sh            # check
 #   scripts/nix-check.sh --update   # rewrite the fixtures from the modules
 #
-# nixpkgs' lib: $LETHE_NIXPKGS_LIB, else /var/cache/lethe/nixpkgs.lib (a
-# checkout of github:nix-community/nixpkgs.lib).
+# NixOS's sources: $LETHE_NIXPKGS, else ../shared/nixpkgs beside the
+# repository (lib/ and nixos/). Without them the check fails: an evaluation
+# is never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,15 +35,26 @@ done
 [ $bad = 0 ] || exit 1
 echo "nix-check: $(echo "$files" | wc -w) .nix files parse"
 
-lib=${LETHE_NIXPKGS_LIB:-/var/cache/lethe/nixpkgs.lib}
-if [ ! -f "$lib/lib/default.nix" ]; then
-  echo "nix-check: no nixpkgs lib at $lib (set LETHE_NIXPKGS_LIB): module evaluation NOT checked;" \
-    "the committed fixtures are still checked by check-config and booted by vm-tests" >&2
-  exit 0
+nixpkgs=${LETHE_NIXPKGS:-$PWD/../shared/nixpkgs}
+if [ ! -f "$nixpkgs/lib/default.nix" ] || [ ! -f "$nixpkgs/nixos/modules/system/boot/systemd/initrd.nix" ]; then
+  echo "nix-check: no NixOS sources at $nixpkgs (lib/ and nixos/; set LETHE_NIXPKGS): the modules cannot be evaluated" >&2
+  exit 1
 fi
-export LETHE_NIXPKGS_LIB=$lib
+export LETHE_NIXPKGS=$(cd "$nixpkgs" && pwd)
 eval_json() { nix-instantiate --eval --strict --json nix/eval "$@"; }
 canonical() { python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), indent=2, sort_keys=True))'; }
+# Writes or compares one fixture with what the modules give.
+fixture() {
+  local file=$1 got=$2 source=$3
+  if $update; then
+    mkdir -p "$(dirname "$file")"
+    printf '%s\n' "$got" > "$file"
+    echo "nix-check: wrote $file"
+  elif ! diff -u "$file" <(printf '%s\n' "$got"); then
+    echo "nix-check: $file differs from what the modules give for $source (scripts/nix-check.sh --update)" >&2
+    bad=1
+  fi
+}
 
 machines=$(eval_json -A machineNames | python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)))')
 [ -n "$machines" ] || { echo "nix-check: no machines in nix/eval/machines" >&2; exit 1; }
@@ -48,15 +65,23 @@ for m in $machines; do
     bad=1
     continue
   fi
-  got=$(eval_json -A "machines.$m.settings" | canonical)
-  fixture=nix/fixtures/$m.json
-  if $update; then
-    printf '%s\n' "$got" > "$fixture"
-    echo "nix-check: wrote $fixture"
-  elif ! diff -u "$fixture" <(printf '%s\n' "$got"); then
-    echo "nix-check: $fixture differs from what the module writes for nix/eval/machines/$m.nix (scripts/nix-check.sh --update)" >&2
+  fixture "nix/fixtures/$m.json" "$(eval_json -A "machines.$m.settings" | canonical)" "nix/eval/machines/$m.nix"
+done
+# Every machine in every mode: what its initrd gets, by NixOS's own code.
+initrds=$(eval_json -A initrds | canonical)
+names=$(printf '%s' "$initrds" | python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))')
+for n in $names; do
+  one=$(printf '%s' "$initrds" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)[sys.argv[1]], indent=2, sort_keys=True))' "$n")
+  failed=$(printf '%s' "$one" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["failedAssertions"]))')
+  if [ "$failed" != "[]" ]; then
+    echo "nix-check: $n fails assertions: $failed" >&2
     bad=1
   fi
+  fixture "nix/fixtures/initrd/$n.json" "$one" "machine ${n%-*} in mode ${n##*-}"
+done
+for f in nix/fixtures/initrd/*.json; do
+  n=$(basename "$f" .json)
+  case " $names " in *" $n "*) ;; *) echo "nix-check: $f has no machine and mode in nix/eval" >&2; bad=1 ;; esac
 done
 for f in nix/fixtures/*.json; do
   m=$(basename "$f" .json)
@@ -82,7 +107,7 @@ sys.exit(bad)
 
 # The evaluation tests: each file returns a list of failures.
 for t in nix/eval/*-tests.nix; do
-  out=$(nix-instantiate --eval --strict --json -E "import ./$t { lib = import $lib/lib; }")
+  out=$(nix-instantiate --eval --strict --json -E "import ./$t { nixpkgs = $LETHE_NIXPKGS; }")
   if [ "$out" = "[]" ]; then
     echo "nix-check: $t passed"
   else
@@ -90,5 +115,5 @@ for t in nix/eval/*-tests.nix; do
     bad=1
   fi
 done
-[ $bad = 0 ] && echo "nix-check: modules evaluate to the committed fixtures for: $machines"
+[ $bad = 0 ] && echo "nix-check: modules evaluated beside NixOS's own give the committed fixtures for: $names"
 exit $bad

@@ -1,13 +1,11 @@
 # Evaluation tests of boot.initrd.lethe beyond the config: the systemd stage 1
 # units and their order, the scripted stage 1 hooks, device names, secrets,
 # defaults. Returns the failures (lib.runTests); [] is a pass.
-{ lib }:
+{ nixpkgs }:
 let
-  eval =
-    machine:
-    (lib.evalModules {
-      modules = import ./modules.nix ++ [ machine ];
-    }).config;
+  nixos = import ./nixos.nix { inherit nixpkgs; };
+  inherit (nixos) lib;
+  eval = machine: (nixos.eval [ machine ]).config;
 
   tool = "/nix/store/00000000000000000000000000000000-lethe/bin/initrd-tool";
 
@@ -45,8 +43,158 @@ let
   scripted = laptop false;
   units = systemd.boot.initrd.systemd.services;
   hasLine = line: text: lib.elem line (lib.splitString "\n" text);
+  sdUnits = systemd.boot.initrd.systemd.units;
+  # The NixOS modules without the scripted stage 1's hooks (NixOS after its removal).
+  noScripted = import ./nixos.nix {
+    inherit nixpkgs;
+    scripted = false;
+  };
+  sshMachine = extra: eval (lib.recursiveUpdate {
+    boot.initrd.systemd.enable = true;
+    boot.initrd.lethe = {
+      enable = true;
+      luks.devices.cryptroot.device = "/dev/vda2";
+      ssh = {
+        enable = true;
+        hostKeys = [ ./machines/common/system.nix ];
+        authorizedKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb0Jx3tVgYt5Y2m4yQj0y9f3S1Q2Q2Q2Q2Q2Q2Q2Q2Q test" ];
+      };
+    };
+    fileSystems."/" = {
+      device = "/dev/mapper/cryptroot";
+      fsType = "ext4";
+    };
+  } extra);
+  failed = nixos.failedAssertions;
 in
 lib.runTests {
+  # With its LUKS devices only in lethe's module, NixOS's own units still have
+  # cryptsetup.target (which lethe-unlock is wanted by) and device-mapper's
+  # udev rules (without which /dev/mapper/NAME is never a device unit).
+  testLuksUnderSystemdKeepsCryptsetupTargetAndDeviceMapperRules = {
+    expr = {
+      targets = lib.filter (u: lib.elem u systemd.boot.initrd.systemd.additionalUpstreamUnits) [
+        "cryptsetup-pre.target"
+        "cryptsetup.target"
+      ];
+      lvm = systemd.boot.initrd.services.lvm.enable;
+      # NixOS's own crypttab stays empty: lethe opens the devices.
+      devices = systemd.boot.initrd.luks.devices;
+    };
+    expected = {
+      targets = [
+        "cryptsetup-pre.target"
+        "cryptsetup.target"
+      ];
+      lvm = true;
+      devices = { };
+    };
+  };
+  # Key files and host keys given as boot.initrd.secrets are in place first.
+  testUnlockRunsAfterTheSecretsAreCopied = {
+    expr = lib.elem "initrd-nixos-copy-secrets.service" units.lethe-unlock.after;
+    expected = true;
+  };
+  # The rendered unit (NixOS's systemd-lib) says what the options say.
+  testPersistBindUnitTextOrdersBeforeInitrdTarget = {
+    expr = hasLine "Before=initrd.target initrd-nixos-activation.service" sdUnits."lethe-persist-bind.service".text;
+    expected = true;
+  };
+  # A NixOS without the scripted stage 1 still evaluates lethe's modules.
+  testEvaluatesWithoutScriptedStage1 = {
+    expr =
+      let
+        c =
+          (noScripted.eval [
+            {
+              boot.initrd.systemd.enable = true;
+              boot.initrd.lethe.enable = true;
+              boot.initrd.lethe.rollback.tmpfs = { };
+              fileSystems."/" = {
+                device = "none";
+                fsType = "tmpfs";
+              };
+            }
+          ]).config;
+      in
+      [
+        (lib.attrNames (lib.filterAttrs (n: _: lib.hasPrefix "lethe" n) c.boot.initrd.systemd.services))
+        (failed c)
+      ];
+    expected = [
+      [ ]
+      [ ]
+    ];
+  };
+  testScriptedModeRefusedWithoutScriptedStage1 = {
+    expr =
+      lib.any (lib.hasInfix "this NixOS has no scripted stage 1") (failed
+        (noScripted.eval [
+          {
+            boot.initrd.lethe.enable = true;
+            boot.initrd.lethe.mode = "scripted";
+            fileSystems."/".device = "/dev/vda1";
+          }
+        ]).config);
+    expected = true;
+  };
+  # SSH unlock under NixOS's stage 1 brings up NixOS's initrd network.
+  testSshUnlockEnablesTheInitrdNetwork = {
+    expr = (sshMachine { }).boot.initrd.network.enable;
+    expected = true;
+  };
+  testSshUnlockWithoutNetworkRefused = {
+    expr = lib.any (lib.hasInfix "needs the initrd network") (failed (sshMachine {
+      boot.initrd.network.enable = false;
+    }));
+    expected = true;
+  };
+  testSshPortClashWithInitrdSshRefused = {
+    # Under the scripted stage 1: the stored initrd-ssh.nix, under systemd
+    # stage 1, reads a test key the source tree here does not have.
+    expr = lib.any (lib.hasInfix "both listen on port 22") (failed (sshMachine {
+      boot.initrd.systemd.enable = false;
+      boot.initrd.network.ssh = {
+        enable = true;
+        hostKeys = [ ./machines/common/system.nix ];
+      };
+    }));
+    expected = true;
+  };
+  # Device units named as systemd and udev name them (\x20 in a label is escaped again).
+  testRollbackDeviceUnitIsSystemdsEscaping = {
+    expr =
+      (eval {
+        boot.initrd.systemd.enable = true;
+        boot.initrd.lethe = {
+          enable = true;
+          rollback.btrfs = {
+            device = "/dev/disk/by-label/my\\x20disk";
+            subvolume = "root";
+            blank = "root-blank";
+          };
+        };
+        fileSystems."/" = {
+          device = "/dev/disk/by-label/my\\x20disk";
+          fsType = "btrfs";
+        };
+      }).boot.initrd.systemd.services.lethe-rollback.requires;
+    expected = [ "dev-disk-by\\x2dlabel-my\\x5cx20disk.device" ];
+  };
+  # x-systemd.device-timeout=090 is 90 seconds, as systemd reads it.
+  testZeroPaddedDeviceTimeout = {
+    expr =
+      (eval {
+        boot.initrd.lethe.enable = true;
+        fileSystems."/".device = "/dev/vda1";
+        fileSystems."/persist" = {
+          device = "/dev/vda2";
+          neededForBoot = true;
+          options = [ "x-systemd.device-timeout=090" ];
+        };
+      }).boot.initrd.lethe.settings.mounts."/persist".timeout;
+    expected = 90;
+  };
   testModeFollowsSystemdStage1 = {
     expr = [
       systemd.boot.initrd.lethe.mode
@@ -58,7 +206,7 @@ lib.runTests {
     ];
   };
 
-  # Each step a oneshot without default dependencies, where DESIGN.md puts it.
+  # Each step a oneshot without default dependencies, where the shell equivalents ran.
   testUnlockRunsBeforeCryptsetupTarget = {
     expr = {
       inherit (units.lethe-unlock) before wantedBy;
@@ -90,23 +238,27 @@ lib.runTests {
       ExecStart = "${tool} rollback --config /etc/lethe/config.json";
     };
   };
-  testPersistBindRunsBetweenInitrdFsAndActivation = {
+  # Finished before initrd.target: initrd-cleanup's isolate would stop it part-way.
+  testPersistBindFinishesBeforeInitrdTarget = {
     expr = {
       inherit (units.lethe-persist-bind) after before;
       inherit (units.lethe-persist-bind.serviceConfig) ExecStart;
     };
     expected = {
       after = [ "initrd-fs.target" ];
-      before = [ "initrd-nixos-activation.service" ];
+      before = [
+        "initrd.target"
+        "initrd-nixos-activation.service"
+      ];
       ExecStart = "${tool} persist-bind --root /sysroot --config /etc/lethe/config.json";
     };
   };
   testTheBinaryIsInSystemdStage1 = {
-    expr = systemd.boot.initrd.systemd.storePaths;
-    expected = [ tool ];
+    expr = lib.elem tool (map (p: p.source) systemd.boot.initrd.systemd.storePaths);
+    expected = true;
   };
   testScriptedStage1HasNoUnits = {
-    expr = scripted.boot.initrd.systemd.services;
+    expr = lib.filterAttrs (n: _: lib.hasPrefix "lethe" n) scripted.boot.initrd.systemd.services;
     expected = { };
   };
 
@@ -256,9 +408,9 @@ lib.runTests {
         c = eval { fileSystems."/".device = "/dev/vda1"; };
       in
       [
-        c.boot.initrd.systemd.services
+        (lib.filterAttrs (n: _: lib.hasPrefix "lethe" n) c.boot.initrd.systemd.services)
         c.boot.initrd.kernelModules
-        c.assertions
+        (map (a: a.message) (lib.filter (a: !a.assertion) c.assertions))
       ];
     expected = [
       { }

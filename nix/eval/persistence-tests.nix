@@ -2,13 +2,14 @@
 # gives the JSON persist-bind reads, with impermanence's defaults; users'
 # entries, disabled storages, the machine-id workaround, the warning.
 # Returns the failures (lib.runTests); [] is a pass.
-{ lib }:
+{ nixpkgs }:
 let
+  nixos = import ./nixos.nix { inherit nixpkgs; };
+  inherit (nixos) lib;
   eval =
     machine:
-    (lib.evalModules {
-      modules = import ./modules.nix ++ [
-        {
+    (nixos.eval [
+      {
           boot.initrd.lethe.enable = true;
           fileSystems."/".device = "/dev/vda1";
           fileSystems."/persistent" = {
@@ -16,9 +17,8 @@ let
             neededForBoot = true;
           };
         }
-        machine
-      ];
-    }).config;
+      machine
+    ]).config;
 
   # impermanence's README example, as a user has it.
   readme = eval {
@@ -125,11 +125,14 @@ lib.runTests {
           files = [ ".screenrc" ];
         };
       };
+      # NixOS always declares root.
       uids = {
+        root = 0;
         talyz = 1000;
         colord = 997;
       };
       gids = {
+        root = 0;
         users = 100;
         colord = 997;
       };
