@@ -316,9 +316,9 @@ fn luksformat_luks2_argon2id_with_4k_sectors_label_and_subsystem() {
         "{text}"
     );
     let salt: String = salt.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let json = luks::dump::json(&h).to_string();
+    let json = luks::dump::json(&h).unwrap().to_string();
     assert!(!text.contains(&salt) && !json.contains(&salt), "{text}\n{json}");
-    assert_eq!(luks::dump::json(&h)["keyslots"][0]["kdf"]["memory_kib"], 32);
+    assert_eq!(luks::dump::json(&h).unwrap()["keyslots"][0]["kdf"]["memory_kib"], 32);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

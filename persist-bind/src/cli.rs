@@ -136,12 +136,12 @@ fn ids(doc: &Document, root: &Root) -> Ids {
 fn apply_cmd(cli: &Cli, doc: &Document, entries: &[Entry], root: &Root, started: Instant) -> u8 {
     let plan = plan::plan(entries, &ids(doc, root), root);
     if cli.dry_run {
-        let mut out = std::io::stdout().lock();
         if cli.json {
-            let _ = serde_json::to_writer_pretty(&mut out, &plan);
-            let _ = writeln!(out);
+            if !json(&plan) {
+                return EXIT_ENTRIES_FAILED;
+            }
         } else {
-            let _ = write!(out, "{}", render_plan(&plan, cli));
+            let _ = write!(std::io::stdout().lock(), "{}", render_plan(&plan, cli));
         }
         return if plan.failed() == 0 { EXIT_OK } else { EXIT_ENTRIES_FAILED };
     }
@@ -155,9 +155,9 @@ fn apply_cmd(cli: &Cli, doc: &Document, entries: &[Entry], root: &Root, started:
     if let Some(e) = &report.utab_error {
         eprintln!("persist-bind: warning: mount options not recorded in {e}");
     }
+    // The entries are applied: their outcome, not the document, decides the exit status.
     if cli.json {
-        let _ = serde_json::to_writer_pretty(std::io::stdout().lock(), &report);
-        println!();
+        json(&report);
     }
     let failed = report.failed();
     eprintln!(
@@ -168,6 +168,11 @@ fn apply_cmd(cli: &Cli, doc: &Document, entries: &[Entry], root: &Root, started:
         started.elapsed().as_secs_f64() * 1e3,
     );
     if failed == 0 { EXIT_OK } else { EXIT_ENTRIES_FAILED }
+}
+
+/// Prints `value` for --json; false (and why, on stderr) when it could not be written whole.
+fn json<T: serde::Serialize>(value: &T) -> bool {
+    crate::json::print(value, true).map_err(|e| eprintln!("persist-bind: --json: {e}")).is_ok()
 }
 
 /// The human form of a plan: one block per entry, one line per step.
@@ -203,8 +208,9 @@ fn check_cmd(cli: &Cli, entries: &[Entry], root: &Root) -> u8 {
     let states = check::check(entries, root);
     let bad = states.iter().filter(|c| matches!(c.state, State::Differs(_))).count();
     if cli.json {
-        let _ = serde_json::to_writer_pretty(std::io::stdout().lock(), &states);
-        println!();
+        if !json(&states) {
+            return EXIT_ENTRIES_FAILED;
+        }
     } else {
         for c in &states {
             if let State::Differs(why) = &c.state {
@@ -227,9 +233,7 @@ fn audit_cmd(cli: &Cli, doc: &Document, entries: &[Entry], root: &Root) -> u8 {
     };
     let storage = storages.first().cloned().unwrap_or_else(|| crate::RootPath::parse("/persist").unwrap());
     if cli.json {
-        let _ = serde_json::to_writer_pretty(std::io::stdout().lock(), &items);
-        println!();
-        return EXIT_OK;
+        return if json(&items) { EXIT_OK } else { EXIT_ENTRIES_FAILED };
     }
     println!("# Erased by the next boot ({} on the root's file system, not persisted):", items.len());
     for i in &items {

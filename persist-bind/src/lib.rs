@@ -11,6 +11,7 @@ pub mod beneath;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod json;
 pub mod mode;
 pub mod owner;
 pub mod path;

@@ -68,6 +68,9 @@ enum Command {
     Tmpfs(TmpfsArgs),
     /// List what the next rollback erases: files added or changed since the
     /// blank snapshot (btrfs, zfs), everything not mounted from elsewhere (tmpfs).
+    ///
+    /// With --json, paths are JSON strings in which a byte that is not UTF-8 is written
+    /// `\xNN` and a backslash `\\` (reversible).
     Diff(DiffArgs),
 }
 
@@ -281,7 +284,8 @@ fn resolve_device(dev: &DeviceRef) -> Result<PathBuf, Kept> {
 
 fn kept(k: &Kept, out: &Output) -> u8 {
     if out.json {
-        println!("{}", serde_json::json!({ "outcome": "kept", "detail": k }));
+        // The root's state decides the exit status; a document that could not be written is said.
+        let _ = json(&serde_json::json!({ "outcome": "kept", "detail": k }));
     }
     print_kept(k);
     EXIT_OK
@@ -291,9 +295,15 @@ fn print_kept(k: &Kept) {
     eprintln!("rollback: WARNING: {k}");
 }
 
+/// Prints `value` as --json asks; what fails is said on stderr, never an empty document.
+fn json<T: serde::Serialize>(value: &T) -> Result<(), ()> {
+    persist_bind::json::print(value, false).map_err(|e| eprintln!("rollback: --json: {e}"))
+}
+
 fn print_report(target: &Target, report: &Report, took: Duration, out: &Output) {
     if out.json {
-        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        // The reset is done (or kept): that, not the document, decides the exit status.
+        let _ = json(report);
         if let Some(k) = report.kept() {
             print_kept(k);
         }
@@ -344,7 +354,7 @@ fn diff(d: DiffArgs, config: &Path, out: &Output) -> u8 {
     match crate::diff(&target) {
         Ok(changes) => {
             if out.json {
-                println!("{}", serde_json::to_string(&changes).unwrap_or_default());
+                return if json(&changes).is_ok() { EXIT_OK } else { EXIT_FAILED };
             } else {
                 let stdout = std::io::stdout();
                 let mut w = stdout.lock();

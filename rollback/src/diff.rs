@@ -31,7 +31,9 @@ pub enum ChangeKind {
 /// One path the next rollback erases or resets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// Relative to the root (`var/lib/foo`).
+    /// Relative to the root (`var/lib/foo`). In JSON escaped as [`persist_bind::json::escape`]
+    /// says: a byte that is not UTF-8 is `\xNN`, a backslash `\\`.
+    #[serde(serialize_with = "persist_bind::json::path")]
     pub path: PathBuf,
     pub kind: ChangeKind,
     /// `Some(n)` for an added directory: it and the `n` entries below it.

@@ -21,6 +21,8 @@ pub struct Options {
 /// The one step: mount a tmpfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
+    /// In JSON as [`persist_bind::json::escape`] writes it.
+    #[serde(serialize_with = "persist_bind::json::path")]
     pub target: PathBuf,
     /// The mount options passed to the kernel.
     pub options: String,

@@ -348,3 +348,23 @@ fn a_kernel_command_line_that_cannot_be_read_keeps_the_old_root() {
     assert!(!text(&out.stdout).contains("MOUNTED"));
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// A file name that is not UTF-8 (or holds a backslash) comes out of `diff --json` escaped:
+/// `\xNN` for a byte that is not UTF-8, `\\` for a backslash; never an empty document.
+#[test]
+fn diff_json_escapes_file_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = scratch("diff-json");
+    let root = d.join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), "x").unwrap();
+    fs::write(root.join(r"back\slash"), "x").unwrap();
+    let out = Command::new(BIN).args(["diff", "--json", "tmpfs", "--root"]).arg(&root).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", text(&out.stdout)));
+    let mut paths: Vec<&str> = json.as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, [r"back\\slash", r"caf\xe9"]);
+    fs::remove_dir_all(&d).unwrap();
+}

@@ -224,13 +224,21 @@ fn dump(device: &Path, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     let out = if json {
-        let mut s = serde_json::to_string_pretty(&luks::dump::json(&header)).unwrap_or_default();
-        s.push('\n');
-        s
+        match luks::dump::json(&header).and_then(|v| serde_json::to_string_pretty(&v)) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("luks dump: {}: --json: {e}", device.display());
+                return ExitCode::FAILURE;
+            }
+        }
     } else {
         luks::dump::text(&header)
     };
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        eprintln!("luks dump: {}: {e}", device.display());
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
