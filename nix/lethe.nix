@@ -22,6 +22,7 @@ let
     optional
     optionals
     optionalAttrs
+    optionalString
     mapAttrs
     mapAttrs'
     nameValuePair
@@ -291,6 +292,16 @@ let
   tool = "${cfg.package}/bin/initrd-tool";
 
   inherit (utils) escapeSystemdPath;
+  # zpool for lethe's own PID 1, as NixOS's ZFS module names it.
+  zpool = "${config.boot.zfs.package or pkgs.zfs}/bin/zpool";
+  # /etc/hostid as zgenhostid writes it: the hostid's 4 bytes, little-endian.
+  hostId = config.networking.hostId or null;
+  hostIdBytes = concatMapStringsSep "" (i: "\\x${builtins.substring (6 - 2 * i) 2 hostId}") [
+    0
+    1
+    2
+    3
+  ];
   # The scripted stage 1's hooks exist only while NixOS has it.
   hasScripted = options.boot.initrd ? extraUtilsCommands;
   # NixOS's pool imports (zfs.nix) that lethe's unlock comes before.
@@ -804,24 +815,47 @@ in
       system.build.initialRamdisk = mkForce (
         pkgs.runCommand "lethe-initrd"
           {
-            nativeBuildInputs = [ cfg.package ];
-            # The same module closure NixOS's own initrd gets.
+            nativeBuildInputs = [ cfg.package ] ++ optional (pools != { }) pkgs.glibc.bin;
+            # The same module closure (and firmware) NixOS's own initrd gets.
             modules = pkgs.makeModulesClosure {
               rootModules = config.boot.initrd.availableKernelModules ++ config.boot.initrd.kernelModules;
               kernel = config.system.modulesTree;
               firmware = config.hardware.firmware;
               allowMissing = false;
+              inherit (config.boot.initrd) extraFirmwarePaths;
             };
           }
           ''
             mkdir -p $out
+            files=()
+            # Firmware the kernel loads itself from /lib/firmware.
+            if [ -d $modules/lib/firmware ]; then
+              for f in $(cd $modules/lib/firmware && find . -type f -o -type l); do
+                files+=(--file "$modules/lib/firmware/''${f#./}:/lib/firmware/''${f#./}")
+              done
+            fi
+            ${optionalString (pools != { }) ''
+              # zpool imports the pools: it and the libraries it loads.
+              files+=(--file ${zpool}:/sbin/zpool)
+              for l in $(ldd ${zpool} | grep -o '/nix/store/[^ ]*'); do
+                files+=(--file "$l:$l")
+              done
+              ${optionalString (hostId != null) ''
+                # The pools were last imported under this hostid (zgenhostid's bytes).
+                printf '${hostIdBytes}' > hostid
+                files+=(--file "$PWD/hostid:/etc/hostid")
+              ''}
+            ''}
             initrd-tool mkinitrd \
               --config ${cfg.configFile} \
               --kernel-modules "$(echo $modules/lib/modules/*)" \
               ${concatMapStringsSep " " (m: "--add-module ${m}") config.boot.initrd.availableKernelModules} \
               ${concatMapStringsSep " " (k: "--secret ${hostKeyPath k}") cfg.ssh.hostKeys} \
+              "''${files[@]}" \
               --binary ${tool} \
-              --out $out/initrd
+              --out initrd
+            # Early cpio archives (CPU microcode) go first, as in NixOS's own initrd.
+            cat ${concatStringsSep " " config.boot.initrd.prepend} initrd > $out/initrd
           ''
       );
     })

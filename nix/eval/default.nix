@@ -76,6 +76,8 @@ let
           {
             mode = "init";
             secrets = lib.attrNames config.boot.initrd.secrets;
+            # The build of lethe's own initrd (mkinitrd's arguments).
+            build = config.system.build.initialRamdisk.script;
           };
     };
 

@@ -181,6 +181,43 @@ lib.runTests {
       }).boot.initrd.systemd.services.lethe-rollback.requires;
     expected = [ "dev-disk-by\\x2dlabel-my\\x5cx20disk.device" ];
   };
+  # lethe's own PID 1 with ZFS: zpool with its libraries and /etc/hostid in
+  # the image; microcode archives first; the firmware NixOS would ship.
+  testInitModeImageHasZpoolHostidAndMicrocode =
+    let
+      c = eval {
+        boot.initrd.lethe = {
+          enable = true;
+          mode = "init";
+          rollback.zfs.dataset = "rpool/local/root";
+        };
+        networking.hostId = "8425e349";
+        boot.initrd.prepend = [ "/nix/store/11111111111111111111111111111111-intel-ucode/intel-ucode.img" ];
+        boot.initrd.extraFirmwarePaths = [ "rtl_nic/rtl8168h-2.fw" ];
+        fileSystems."/" = {
+          device = "rpool/local/root";
+          fsType = "zfs";
+        };
+      };
+      script = c.system.build.initialRamdisk.script;
+      zpool = "${nixos.pkgs.zfs}/bin/zpool";
+    in
+    {
+      expr = {
+        zpool = lib.hasInfix "--file ${zpool}:/sbin/zpool" script;
+        libraries = lib.hasInfix "ldd ${zpool}" script;
+        hostid = lib.hasInfix "printf '\\x49\\xe3\\x25\\x84' > hostid" script;
+        microcode = lib.hasInfix "cat /nix/store/11111111111111111111111111111111-intel-ucode/intel-ucode.img initrd > $out/initrd" script;
+        firmware = lib.hasInfix "/lib/firmware" script;
+      };
+      expected = {
+        zpool = true;
+        libraries = true;
+        hostid = true;
+        microcode = true;
+        firmware = true;
+      };
+    };
   # x-systemd.device-timeout=090 is 90 seconds, as systemd reads it.
   testZeroPaddedDeviceTimeout = {
     expr =

@@ -7,6 +7,9 @@
     ./common/alice.nix
   ];
 
+  # The guests' hostid, under which the pool was last imported.
+  networking.hostId = "6c657468";
+
   boot.initrd.lethe = {
     enable = true;
     mode = "init";

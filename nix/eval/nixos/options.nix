@@ -37,6 +37,9 @@ in
     boot.initrd.checkJournalingFS = opt types.bool true;
     boot.initrd.verbose = opt types.bool true;
     boot.initrd.prepend = strings;
+    boot.initrd.extraFirmwarePaths = strings;
+    # tasks/filesystems/zfs.nix
+    boot.zfs.package = opt types.package pkgs.zfs;
     boot.initrd.compressor = opt (types.either types.str (types.functionTo types.str)) "zstd";
     boot.initrd.compressorArgs = opt (types.nullOr (types.listOf types.str)) null;
     boot.initrd.secrets = opt (types.attrsOf (types.nullOr types.path)) { };
