@@ -53,15 +53,36 @@ fi
 # installed from there into the guest kernel's module tree.
 kver=$(basename "$(readlink -f /boot/vmlinuz)" | sed 's/^vmlinuz-//')
 [ -n "$kver" ] && [ -d "/lib/modules/$kver" ] || kver=$(ls /lib/modules | grep -- '-amd64$' | sort -V | tail -n1)
-if [ ! -e /etc/apt/sources.list.d/lethe-contrib.sources ] && ! grep -rqs 'contrib' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "install-deps: enabling Debian's contrib component (zfs-dkms, zfsutils-linux)"
-  cat > /etc/apt/sources.list.d/lethe-contrib.sources <<'SOURCES'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: contrib
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
+# contrib is added beside the machine's own Debian sources (the same URIs
+# and suites, deb822 or one-line format); no host is named here.
+if [ ! -e /etc/apt/sources.list.d/lethe-contrib.list ] && ! grep -rqsE '^[^#]*\bcontrib\b' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "install-deps: enabling Debian's contrib component (zfs-dkms, zfsutils-linux) on the configured Debian sources"
+  python3 - > /etc/apt/sources.list.d/lethe-contrib.list <<'PY'
+import glob, re
+seen = []
+def add(uri, suite):
+    if "debian" in uri and "security" not in uri and (uri, suite) not in seen:
+        seen.append((uri, suite))
+for f in glob.glob("/etc/apt/sources.list.d/*.sources"):
+    for stanza in open(f).read().split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
+        if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
+            for uri in fields.get("URIs", "").split():
+                for suite in fields.get("Suites", "").split():
+                    add(uri, suite)
+for f in ["/etc/apt/sources.list"] + glob.glob("/etc/apt/sources.list.d/*.list"):
+    try:
+        lines = open(f).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        w = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).split()
+        if len(w) >= 3 and w[0] == "deb":
+            add(w[1], w[2])
+for uri, suite in seen:
+    print(f"deb {uri} {suite} contrib")
+PY
+  [ -s /etc/apt/sources.list.d/lethe-contrib.list ] || { rm -f /etc/apt/sources.list.d/lethe-contrib.list; echo "install-deps: no Debian source configured to add contrib to" >&2; exit 1; }
   apt-get update -qq
 fi
 zfs_packages=(zfsutils-linux libnvpair3linux busybox-static)
